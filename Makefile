@@ -1,0 +1,63 @@
+# Store clustering — developer commands. `make run` and `make test` are all a new user needs.
+# Set-up uses the machine's Python 3.11 and never downloads an interpreter.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ENV ?= dev
+PRESET ?= small
+RAW_DIR ?= $(or $(CLUSTERING_RAW_DIR),data/raw)
+UV_VERSION := $(shell sed -n 's/^uv==//p' requirements.lock)
+export UV_PYTHON_DOWNLOADS := never
+export UV_NO_PROGRESS := 1
+
+.PHONY: setup run data test lint format typecheck bench clean lock help
+
+help:  ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+# The venv is rebuilt only when the lock or the project metadata changed.
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), "the project needs Python 3.11, the venv has " + sys.version.split()[0]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv with the pinned dependencies and the package
+
+data: $(STAMP)  ## generate sample data (PRESET=small|medium|large) into data/raw if missing
+	@if [ -f $(RAW_DIR)/internal_sales.parquet ] && [ -f $(RAW_DIR)/need_state.csv ] && [ -f $(RAW_DIR)/external_sales.parquet ]; then \
+		echo "Using the inputs in $(RAW_DIR)"; \
+	else \
+		$(BIN)/python -m clustering generate-data --preset $(PRESET) --out $(RAW_DIR); \
+	fi
+
+run: data  ## set up, generate sample data if missing, run the full pipeline, print where the results are
+	CLUSTERING_RAW_DIR=$(RAW_DIR) $(BIN)/python -m clustering cluster --env $(ENV) --raw-dir $(RAW_DIR)
+
+lint: $(STAMP)  ## ruff check and format check
+	$(BIN)/ruff check src tests scripts benchmarks
+	$(BIN)/ruff format --check src tests scripts benchmarks
+
+format: $(STAMP)  ## apply ruff formatting and safe fixes
+	$(BIN)/ruff check --fix src tests scripts benchmarks
+	$(BIN)/ruff format src tests scripts benchmarks
+
+typecheck: $(STAMP)  ## mypy on src/
+	$(BIN)/mypy src
+
+test: lint typecheck  ## lint, type-check and run the test suite
+	$(BIN)/pytest
+
+bench: $(STAMP)  ## time and peak memory of each stage on the medium and large presets
+	$(BIN)/python benchmarks/bench_pipeline.py
+
+lock:  ## re-pin dependencies into requirements.lock (needs uv in .venv)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+		--python-platform x86_64-unknown-linux-gnu -o requirements.lock
+
+clean:  ## remove generated data, outputs and caches (keeps .venv)
+	rm -rf data/raw data/truth outputs storage .pytest_cache .mypy_cache .ruff_cache .tmp_dagster_home_*
