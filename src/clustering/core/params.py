@@ -53,7 +53,9 @@ class ClusteringParams(_Params):
     algorithm: Literal["kmeans", "gmm", "ward"] = "kmeans"
     min_k: int = Field(2, ge=2)
     max_k: int = Field(10, ge=2)
-    min_cluster_size: int = Field(20, ge=1, description="Every cluster keeps at least this many stores.")
+    min_cluster_size: int = Field(
+        20, ge=1, description="Every cluster keeps at least this many stores."
+    )
     selection: Literal["silhouette", "calinski_harabasz", "davies_bouldin", "combined"] = (
         "silhouette"
     )
@@ -105,7 +107,7 @@ class PipelineParams(_Params):
 
 
 def parse_params(raw: dict[str, object] | None, source: str = "parameters") -> PipelineParams:
-    """Validate a nested mapping into :class:`PipelineParams` with one readable sentence on error."""
+    """Validate a nested mapping into :class:`PipelineParams`; one readable sentence on error."""
     try:
         return PipelineParams.model_validate(raw or {})
     except ValidationError as exc:

@@ -1,0 +1,28 @@
+"""Pipeline parameters from a YAML or JSON file, validated once into typed models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from clustering.core.errors import ConfigError
+from clustering.core.params import PipelineParams, parse_params
+
+
+def load_params_file(path: Path | None) -> PipelineParams:
+    """Read ``path`` (YAML or JSON mapping); defaults when ``path`` is None."""
+    if path is None:
+        return PipelineParams()
+    if not path.is_file():
+        raise ConfigError(f"parameters file '{path}' does not exist.")
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        first_line = str(exc).splitlines()[0]
+        raise ConfigError(f"parameters file '{path}' cannot be parsed: {first_line}.") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"parameters file '{path}' must hold a mapping of parameter names.")
+    return parse_params(raw, source=f"parameters file '{path}'")

@@ -1,0 +1,63 @@
+"""Writers for results. Every file is written to a temporary name and renamed into place, so a
+failed run never leaves a half-written file and never damages what an earlier run wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_frame(frame: pd.DataFrame, target: Path) -> Path:
+    """Write ``frame`` as Parquet or CSV (by suffix), atomically."""
+    writer: Callable[[Path], object]
+    if target.suffix == ".parquet":
+
+        def writer(path: Path) -> object:
+            return frame.to_parquet(path, index=False)
+
+    elif target.suffix == ".csv":
+
+        def writer(path: Path) -> object:
+            return frame.to_csv(path, index=False)
+
+    else:
+        raise ValueError(f"cannot write '{target}': expected a .parquet or .csv name")
+    with atomic_path(target) as tmp:
+        writer(tmp)
+    return target
+
+
+def write_json(payload: object, target: Path) -> Path:
+    """Write JSON (indented, UTF-8), atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    return target
+
+
+def write_final_table(final: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """``final_store_clusters.parquet`` and ``.csv`` under ``out_dir``."""
+    return [
+        write_frame(final, out_dir / "final_store_clusters.parquet"),
+        write_frame(final, out_dir / "final_store_clusters.csv"),
+    ]

@@ -1,0 +1,117 @@
+"""Choosing k and clustering: planted structure found, minimum size honoured, fallbacks stated."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+from clustering.core.clustering import choose_k, selection_scores
+from clustering.core.params import ClusteringParams
+
+
+def _blobs(n: int, centers: int, seed: int = 0, std: float = 1.0) -> tuple[pd.DataFrame, np.ndarray]:
+    values, truth = make_blobs(
+        n_samples=n, centers=centers, n_features=5, cluster_std=std, random_state=seed
+    )
+    stores = pd.Index(np.random.default_rng(seed).choice(90_000, n, replace=False), name="STORE_NBR")
+    return pd.DataFrame(values, index=stores), truth
+
+
+@pytest.mark.parametrize("algorithm", ["kmeans", "gmm", "ward"])
+def test_planted_clusters_recovered(algorithm: str) -> None:
+    frame, truth = _blobs(400, 5)
+    result = choose_k(frame, ClusteringParams(algorithm=algorithm, max_k=8))
+    assert result.k == 5
+    assert adjusted_rand_score(truth, result.labels.to_numpy()) > 0.95
+    assert set(result.labels.unique()) == {1, 2, 3, 4, 5}
+    assert list(result.labels.index) == list(frame.index)
+
+
+def test_k_curve_is_kept_as_evidence() -> None:
+    frame, _ = _blobs(300, 3)
+    result = choose_k(frame, ClusteringParams(min_k=2, max_k=6))
+    curve = result.k_curve
+    assert list(curve["k"]) == [2, 3, 4, 5, 6]
+    assert curve["chosen"].sum() == 1
+    assert int(curve.loc[curve["chosen"], "k"].iloc[0]) == result.k
+    assert curve[["silhouette", "calinski_harabasz", "davies_bouldin"]].notna().all().all()
+
+
+def test_labels_numbered_by_size_largest_first() -> None:
+    rng = np.random.default_rng(0)
+    big = rng.normal(0, 0.3, size=(150, 2))
+    small = rng.normal(10, 0.3, size=(50, 2))
+    frame = pd.DataFrame(np.vstack([small, big]), index=pd.Index(range(200), name="STORE_NBR"))
+    result = choose_k(frame, ClusteringParams(max_k=4))
+    assert result.k == 2
+    assert (result.labels.iloc[50:] == 1).all()
+    assert (result.labels.iloc[:50] == 2).all()
+
+
+def test_min_cluster_size_is_never_broken() -> None:
+    rng = np.random.default_rng(1)
+    main = rng.normal(0, 1, size=(190, 2))
+    tiny = rng.normal(30, 0.1, size=(10, 2))  # a tight, obvious cluster of 10 stores
+    frame = pd.DataFrame(np.vstack([main, tiny]))
+    result = choose_k(frame, ClusteringParams(min_cluster_size=20, max_k=6))
+    assert result.labels.value_counts().min() >= 20
+    inadmissible = result.k_curve[~result.k_curve["admissible"].astype(bool)]
+    assert (inadmissible["smallest_cluster"] < 20).all()
+
+
+def test_too_few_stores_gives_one_cluster_with_a_reason() -> None:
+    frame, _ = _blobs(15, 2)
+    result = choose_k(frame, ClusteringParams(min_cluster_size=10))
+    assert result.k == 1
+    assert (result.labels == 1).all()
+    assert result.fallback == "15 stores cannot form two clusters of at least 10; all stores form one cluster"
+
+
+def test_fewer_stores_than_min_k() -> None:
+    frame, _ = _blobs(3, 1)
+    result = choose_k(frame, ClusteringParams(min_k=5, max_k=8, min_cluster_size=1))
+    assert result.k in (1, 2, 3, 4)
+    assert result.fallback is not None
+    assert len(result.labels) == 3
+
+
+def test_no_admissible_k_in_range_lowers_k() -> None:
+    frame, _ = _blobs(120, 3, std=0.5)
+    params = ClusteringParams(min_k=6, max_k=8, min_cluster_size=30)
+    result = choose_k(frame, params)
+    assert result.k < 6
+    assert result.labels.value_counts().min() >= 30
+    assert result.fallback is not None and "lowered k to" in result.fallback
+
+
+def test_same_seed_same_labels() -> None:
+    frame, _ = _blobs(300, 4, std=2.5)
+    first = choose_k(frame, ClusteringParams(seed=7))
+    second = choose_k(frame, ClusteringParams(seed=7))
+    pd.testing.assert_series_equal(first.labels, second.labels)
+
+
+def test_selection_rules() -> None:
+    curve = pd.DataFrame(
+        {
+            "k": [2, 3, 4],
+            "silhouette": [0.3, 0.6, 0.5],
+            "calinski_harabasz": [100.0, 200.0, 300.0],
+            "davies_bouldin": [0.9, 0.5, 0.7],
+        }
+    )
+    assert int(np.argmax(selection_scores(curve, "silhouette"))) == 1
+    assert int(np.argmax(selection_scores(curve, "calinski_harabasz"))) == 2
+    assert int(np.argmax(selection_scores(curve, "davies_bouldin"))) == 1
+    combined = selection_scores(curve, "combined")
+    assert combined.between(0, 1).all()
+    # k=3: best silhouette and Davies-Bouldin, middling Calinski-Harabasz
+    assert combined.round(3).tolist() == [0.0, 0.833, 0.722]
+
+
+def test_large_n_uses_sampled_silhouette() -> None:
+    frame, truth = _blobs(1500, 3)
+    result = choose_k(frame, ClusteringParams(max_k=4, silhouette_sample_size=300))
+    assert result.k == 3
+    assert adjusted_rand_score(truth, result.labels.to_numpy()) > 0.95
