@@ -10,11 +10,15 @@ from clustering.core.clustering import choose_k, selection_scores
 from clustering.core.params import ClusteringParams
 
 
-def _blobs(n: int, centers: int, seed: int = 0, std: float = 1.0) -> tuple[pd.DataFrame, np.ndarray]:
+def _blobs(
+    n: int, centers: int, seed: int = 0, std: float = 1.0
+) -> tuple[pd.DataFrame, np.ndarray]:
     values, truth = make_blobs(
         n_samples=n, centers=centers, n_features=5, cluster_std=std, random_state=seed
     )
-    stores = pd.Index(np.random.default_rng(seed).choice(90_000, n, replace=False), name="STORE_NBR")
+    stores = pd.Index(
+        np.random.default_rng(seed).choice(90_000, n, replace=False), name="STORE_NBR"
+    )
     return pd.DataFrame(values, index=stores), truth
 
 
@@ -65,7 +69,10 @@ def test_too_few_stores_gives_one_cluster_with_a_reason() -> None:
     result = choose_k(frame, ClusteringParams(min_cluster_size=10))
     assert result.k == 1
     assert (result.labels == 1).all()
-    assert result.fallback == "15 stores cannot form two clusters of at least 10; all stores form one cluster"
+    assert (
+        result.fallback
+        == "15 stores cannot form two clusters of at least 10; all stores form one cluster"
+    )
 
 
 def test_fewer_stores_than_min_k() -> None:

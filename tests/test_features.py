@@ -67,7 +67,9 @@ def test_pca_only_above_the_feature_count_and_capped() -> None:
     params = FeatureParams(correlation_threshold=1.0, pca_min_features=30, pca_max_components=5)
     result = engineer_features(wide, params)
     assert 1 <= result.report.pca_components <= 5
-    assert list(result.matrix.columns) == [f"PC{i + 1}" for i in range(result.report.pca_components)]
+    assert list(result.matrix.columns) == [
+        f"PC{i + 1}" for i in range(result.report.pca_components)
+    ]
 
     narrow = engineer_features(wide.iloc[:, :10], params)
     assert narrow.report.pca_components == 0

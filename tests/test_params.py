@@ -11,7 +11,7 @@ def test_defaults() -> None:
     assert params.internal_clustering.algorithm == "kmeans"
     assert params.internal_clustering.n_init >= 10
     assert params.internal_clustering.selection == "silhouette"
-    assert params.internal_clustering.silhouette_sample_size <= 5000
+    assert params.internal_clustering.silhouette_sample_size == 2000
 
 
 def test_nested_override() -> None:

@@ -10,7 +10,6 @@ was expected, how many rows break it and the first of them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -254,11 +253,3 @@ def _show(value: object) -> str:
     if isinstance(value, str):
         return repr(value)
     return str(value)
-
-
-def contract_columns(label: str) -> Sequence[str]:
-    """Names of the contract columns of the input called ``label`` (for readers)."""
-    for contract in (INTERNAL_SALES, NEED_STATES, EXTERNAL):
-        if contract.label == label:
-            return contract.column_names
-    return ()

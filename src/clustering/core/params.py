@@ -61,7 +61,8 @@ class ClusteringParams(_Params):
     )
     n_init: int = Field(10, ge=10, description="k-means restarts; fewer were measured unstable.")
     seed: int = 42
-    silhouette_sample_size: int = Field(5000, ge=100)
+    # 2,000 stores picked the same k as the full 10k silhouette here, at 1/25 of the cost.
+    silhouette_sample_size: int = Field(2000, ge=100, le=5000)
     silhouette_seeds: int = Field(3, ge=1, description="Sampled silhouette is averaged over these.")
 
     @model_validator(mode="after")

@@ -23,6 +23,7 @@ from clustering.core.external_preprocessing import (
 )
 from clustering.core.internal_preprocessing import (
     MatchSummary,
+    execute_shares,
     match_summary,
     share_matrices,
     share_table,
@@ -55,7 +56,7 @@ def preprocess_internal(
     sales: ibis.Table, need_states: ibis.Table
 ) -> tuple[dict[str, pd.DataFrame], MatchSummary]:
     """Share matrices per category (executed on the tables' backend) and the match summary."""
-    shares = share_table(sales, need_states).execute()
+    shares = execute_shares(share_table(sales, need_states))
     return share_matrices(shares), match_summary(sales, need_states)
 
 

@@ -1,0 +1,257 @@
+"""Internal preprocessing: sales × need-state map → per-category store × need-state shares.
+
+The heavy part (aggregating tens of millions of sales rows) is written once as Ibis expressions
+and runs where the data lives: DuckDB by default, Spark or a SQL warehouse unchanged. Only
+portable operations are used (group-by aggregates, joins, windows, casts, conditionals). The
+result, one row per category × store × need state, is small; :func:`share_matrices` turns it
+into one wide pandas matrix per category.
+
+Inputs are the validated tables of :mod:`clustering.core.contracts` (internal sales with
+SKU_NBR, STORE_NBR, CAT_DSC, TOTAL_SALES; the map with PRODUCT_ID, NEED_STATE, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ibis
+import ibis.expr.datatypes as dt
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict
+
+MAX_LISTED_STORES = 1000
+"""At most this many (category, store) pairs without matched sales are listed in the summary."""
+
+
+def _need_states_per_sku(need_states: ibis.Table) -> ibis.Table:
+    """Distinct (PRODUCT_ID, NEED_STATE) pairs with N_STATES, the SKU's number of need states."""
+    pairs = need_states.select("PRODUCT_ID", "NEED_STATE").distinct()
+    return pairs.mutate(N_STATES=pairs.NEED_STATE.count().over(group_by=pairs.PRODUCT_ID))
+
+
+def need_state_sales(sales: ibis.Table, need_states: ibis.Table) -> ibis.Table:
+    """Sales per CATEGORY × STORE_NBR × NEED_STATE (float64 SALES), for SKUs in the map.
+
+    Sales are first summed per category, store and SKU, which shrinks the table before the
+    join. A SKU mapped to n distinct need states gives 1/n of its sales to each, so the matched
+    total is conserved. Unmatched SKUs are left out here and counted by :func:`match_summary`.
+    """
+    per_sku = sales.group_by("CAT_DSC", "STORE_NBR", "SKU_NBR").aggregate(
+        SKU_SALES=sales.TOTAL_SALES.cast(dt.float64).sum()
+    )
+    states = _need_states_per_sku(need_states)
+    joined = per_sku.join(states, per_sku.SKU_NBR == states.PRODUCT_ID)
+    return joined.group_by(
+        CATEGORY=joined.CAT_DSC, STORE_NBR=joined.STORE_NBR, NEED_STATE=joined.NEED_STATE
+    ).aggregate(SALES=(joined.SKU_SALES / joined.N_STATES).sum().cast(dt.float64))
+
+
+def share_table(sales: ibis.Table, need_states: ibis.Table) -> ibis.Table:
+    """Long share table: CATEGORY, STORE_NBR, NEED_STATE, SALES and SHARE.
+
+    SHARE is the need state's percentage of the store's matched sales in the category, so it
+    sums to 100 per CATEGORY × STORE_NBR. Stores whose matched category sales total 0 (or that
+    have none) have no defined shares and are left out; :func:`match_summary` lists them.
+    """
+    long = need_state_sales(sales, need_states)
+    store_total = long.SALES.sum().over(group_by=[long.CATEGORY, long.STORE_NBR])
+    with_total = long.mutate(STORE_TOTAL=store_total)
+    return with_total.filter(with_total.STORE_TOTAL > 0).select(
+        "CATEGORY",
+        "STORE_NBR",
+        "NEED_STATE",
+        "SALES",
+        SHARE=(with_total.SALES * 100.0 / with_total.STORE_TOTAL).cast(dt.float64),
+    )
+
+
+class MatchSummary(BaseModel):
+    """How well the sales matched the need-state map: what was left out, and where."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sales_rows: int
+    skus: int
+    stores: int
+    categories: int
+    total_sales: float
+    unmatched_skus: int
+    unmatched_sales_rows: int
+    unmatched_sales: float
+    unmatched_sales_pct: float
+    multi_need_state_skus: int
+    stores_without_matched_sales: list[tuple[str, int]]
+    stores_without_matched_sales_count: int
+
+    def describe(self) -> str:
+        """A few human lines for logs and the command line."""
+        lines = [
+            f"Sales: {_count(self.sales_rows, 'row')}, {_count(self.skus, 'SKU')}, "
+            f"{_count(self.stores, 'store')}, {_count(self.categories, 'category', 'categories')}, "
+            f"total {self.total_sales:,.2f}.",
+            f"Unmatched: {_count(self.unmatched_skus, 'SKU')} not in the need-state map "
+            f"({_count(self.unmatched_sales_rows, 'row')}, {self.unmatched_sales:,.2f} sales = "
+            f"{self.unmatched_sales_pct:.2f}% of the total) left out of the shares.",
+        ]
+        if self.multi_need_state_skus:
+            lines.append(
+                f"{_count(self.multi_need_state_skus, 'SKU')} with sales in several need states: "
+                "sales split evenly between them."
+            )
+        if self.stores_without_matched_sales_count:
+            shown = self.stores_without_matched_sales[:5]
+            listed = ", ".join(f"store {store} in {category}" for category, store in shown)
+            more = self.stores_without_matched_sales_count - len(shown)
+            lines.append(
+                f"{_count(self.stores_without_matched_sales_count, 'store × category pair')} "
+                f"without matched sales get no shares: {listed}"
+                + (f" and {more:,} more." if more > 0 else ".")
+            )
+        return "\n".join(lines)
+
+
+def _count(n: int, singular: str, plural: str | None = None) -> str:
+    return f"{n:,} {singular if n == 1 else (plural or singular + 's')}"
+
+
+def match_summary(sales: ibis.Table, need_states: ibis.Table) -> MatchSummary:
+    """Count matched and unmatched sales, split SKUs and stores left without shares.
+
+    Runs two queries on the tables' backend: one that sums per SKU (a few thousand groups) and
+    counts distinct stores and categories, and one per-store listing limited to
+    :data:`MAX_LISTED_STORES` rows.
+    """
+    pairs = need_states.select("PRODUCT_ID", "NEED_STATE").distinct()
+    mapped = pairs.group_by("PRODUCT_ID").aggregate(N_STATES=pairs.count())
+
+    # Per-SKU sums joined to the map afterwards, instead of distinct counts with filters over
+    # every sales row: mixing the two made DuckDB peak at ~1.2 GB at 20M rows, this at ~0.4 GB.
+    per_sku = sales.group_by("SKU_NBR").aggregate(
+        ROWS=sales.count(), SKU_SALES=sales.TOTAL_SALES.cast(dt.float64).sum()
+    )
+    skus = per_sku.left_join(mapped, per_sku.SKU_NBR == mapped.PRODUCT_ID)
+    sku_unmatched = skus.N_STATES.isnull()
+    by_sku = skus.aggregate(
+        sales_rows=skus.ROWS.sum(),
+        skus=skus.count(),
+        total_sales=skus.SKU_SALES.sum(),
+        unmatched_skus=sku_unmatched.ifelse(1, 0).sum(),
+        unmatched_sales_rows=skus.ROWS.sum(where=sku_unmatched),
+        unmatched_sales=skus.SKU_SALES.sum(where=sku_unmatched),
+        multi_need_state_skus=(skus.N_STATES > 1).ifelse(1, 0).sum(),
+    )
+    extent = sales.aggregate(stores=sales.STORE_NBR.nunique(), categories=sales.CAT_DSC.nunique())
+    totals: dict[str, Any] = by_sku.cross_join(extent).to_pyarrow().to_pylist()[0]
+
+    joined = sales.left_join(mapped, sales.SKU_NBR == mapped.PRODUCT_ID)
+    unmatched = joined.N_STATES.isnull()
+    amount = joined.TOTAL_SALES.cast(dt.float64)
+    # A pair with no matched row has a NULL matched total; one whose matched rows sum to 0 has 0.
+    per_store = joined.group_by(CATEGORY=joined.CAT_DSC, STORE_NBR=joined.STORE_NBR).aggregate(
+        MATCHED=amount.sum(where=~unmatched)
+    )
+    without = per_store.filter(per_store.MATCHED.isnull() | (per_store.MATCHED <= 0))
+    listed = (
+        without.select(
+            "CATEGORY", "STORE_NBR", N_PAIRS=without.STORE_NBR.count().over(ibis.window())
+        )
+        .order_by(["CATEGORY", "STORE_NBR"])
+        .limit(MAX_LISTED_STORES)
+        .to_pyarrow()
+        .to_pylist()
+    )
+
+    total = float(totals["total_sales"] or 0.0)
+    unmatched_sales = float(totals["unmatched_sales"] or 0.0)
+    return MatchSummary(
+        sales_rows=int(totals["sales_rows"] or 0),
+        skus=int(totals["skus"] or 0),
+        stores=int(totals["stores"] or 0),
+        categories=int(totals["categories"] or 0),
+        total_sales=total,
+        unmatched_skus=int(totals["unmatched_skus"] or 0),
+        unmatched_sales_rows=int(totals["unmatched_sales_rows"] or 0),
+        unmatched_sales=unmatched_sales,
+        unmatched_sales_pct=100.0 * unmatched_sales / total if total > 0 else 0.0,
+        multi_need_state_skus=int(totals["multi_need_state_skus"] or 0),
+        stores_without_matched_sales=[(str(r["CATEGORY"]), int(r["STORE_NBR"])) for r in listed],
+        stores_without_matched_sales_count=int(listed[0]["N_PAIRS"]) if listed else 0,
+    )
+
+
+def execute_shares(shares: ibis.Table) -> pd.DataFrame:
+    """Execute a :func:`share_table` into pandas, with CATEGORY and NEED_STATE as categoricals.
+
+    Goes through Arrow and dictionary-encodes the two text columns: at 8.8M share rows this was
+    measured ~3 s faster than ``Table.execute()`` and keeps millions of repeated Python strings
+    out of memory. :func:`share_matrices` accepts either form.
+    """
+    arrow = shares.to_pyarrow()
+    for name in ("CATEGORY", "NEED_STATE"):
+        index = arrow.schema.get_field_index(name)
+        arrow = arrow.set_column(index, name, pc.dictionary_encode(arrow.column(name)))
+    frame: pd.DataFrame = arrow.to_pandas()
+    return frame
+
+
+def share_matrices(shares: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One wide share matrix per category from the executed :func:`share_table`.
+
+    Each matrix has index STORE_NBR (int64, sorted), one column per NEED_STATE of the category
+    (sorted), values SHARE in percent (float64), 0.0 where a store has no sales in a need state.
+    Built with a numpy scatter over integer codes: DataFrame pivots per category were measured
+    20-40x slower at 10k stores × 100 categories.
+    """
+    if shares.empty:
+        return {}
+    category_codes, categories = _sorted_codes(shares["CATEGORY"])
+    state_codes, states = _sorted_codes(shares["NEED_STATE"])
+    stores = shares["STORE_NBR"].to_numpy(dtype=np.int64)
+    values = shares["SHARE"].to_numpy(dtype=np.float64)
+
+    # Group rows by category once, then slice per category. A stable sort of 16-bit codes is a
+    # radix sort in numpy: ~12x faster than on 64-bit codes at 9M rows.
+    narrow = np.int16 if len(categories) <= np.iinfo(np.int16).max else np.int64
+    order = np.argsort(category_codes.astype(narrow), kind="stable")
+    counts = np.bincount(category_codes, minlength=len(categories))
+    bounds = np.concatenate(([0], np.cumsum(counts)))
+
+    matrices: dict[str, pd.DataFrame] = {}
+    for code, category in enumerate(categories):
+        if not counts[code]:
+            continue
+        rows = order[bounds[code] : bounds[code + 1]]
+        # Codes follow the sorted names, so sorted unique codes give sorted need-state columns.
+        store_ids, store_index = np.unique(stores[rows], return_inverse=True)
+        state_ids, state_index = np.unique(state_codes[rows], return_inverse=True)
+        matrix = np.zeros((len(store_ids), len(state_ids)), dtype=np.float64)
+        matrix[store_index, state_index] = values[rows]
+        matrices[category] = pd.DataFrame(
+            matrix,
+            index=pd.Index(store_ids, dtype=np.int64, name="STORE_NBR"),
+            columns=pd.Index(states[state_ids].tolist(), dtype=object, name="NEED_STATE"),
+        )
+    return matrices
+
+
+def _sorted_codes(column: pd.Series) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.object_]]:
+    """Integer codes of a text column whose order follows the sorted names, and the names.
+
+    Categoricals (from :func:`execute_shares`) reuse their codes instead of hashing millions of
+    strings again; their category order is arbitrary, so codes are re-ranked by name.
+    """
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        names = np.array([str(c) for c in column.cat.categories], dtype=object)
+        codes = column.cat.codes.to_numpy()
+    else:
+        codes, uniques = pd.factorize(column)
+        names = np.array([str(u) for u in uniques], dtype=object)
+    if (codes < 0).any():
+        raise ValueError(f"share table column {column.name} has missing values")
+    by_name = np.argsort(names, kind="stable")
+    rank = np.empty(len(names), dtype=np.intp)
+    rank[by_name] = np.arange(len(names))
+    return rank[codes], names[by_name]

@@ -1,0 +1,164 @@
+"""Write generated sample data (``clustering.core.sample_data``) to disk.
+
+Layout under ``out_dir``::
+
+    internal_sales.parquet      SKU_NBR, STORE_NBR, CAT_DSC, TOTAL_SALES
+    need_state.csv              PRODUCT_ID, CATEGORY, NEED_STATE, CDT, ATTRIBUTE_1..6, ...
+    external_sales.parquet      STORE_NBR, STORE_NAME, REGION, DISTRICT_ID, numeric features
+    truth/internal_truth.parquet, truth/external_truth.parquet, truth/truth.json
+
+Sales are streamed one category at a time through a Parquet writer, so memory stays bounded
+by one category whatever the preset. Every file is written under a hidden temporary name in
+its final folder and renamed when complete: an interrupted run never leaves a half file under a
+final name (nor one that a ``*.parquet`` glob would pick up).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clustering.core.errors import ClusteringError
+from clustering.core.sample_data import (
+    SALES_SCHEMA,
+    SamplePlan,
+    category_sales,
+    external_features,
+    external_truth,
+    internal_truth,
+    need_state_map,
+    plan_sample_data,
+    resolve_preset,
+    truth_summary,
+)
+
+INTERNAL_SALES_FILE = "internal_sales.parquet"
+NEED_STATE_FILE = "need_state.csv"
+EXTERNAL_FILE = "external_sales.parquet"
+TRUTH_DIR = "truth"
+INTERNAL_TRUTH_FILE = "internal_truth.parquet"
+EXTERNAL_TRUTH_FILE = "external_truth.parquet"
+TRUTH_JSON_FILE = "truth.json"
+
+
+@dataclass(frozen=True)
+class SampleDataReport:
+    """What ``write_sample_data`` wrote, and how long it took."""
+
+    out_dir: Path
+    truth_dir: Path
+    stores: int
+    categories: int
+    sales_rows: int
+    seconds: float
+    files: list[Path]
+
+
+def write_sample_data(
+    out_dir: Path,
+    preset: str = "small",
+    seed: int = 0,
+    stores: int | None = None,
+    categories: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> SampleDataReport:
+    """Generate a sample data set and write the three inputs plus the planted truth.
+
+    ``preset`` is one of ``PRESETS`` ("small", "medium", "large"); ``stores`` and
+    ``categories`` override its sizes. The same seed always writes byte-identical files.
+    ``progress`` receives short human-readable lines while the sales are written.
+
+    Raises ``ConfigError`` for an unknown preset or invalid size and ``ClusteringError`` when a
+    file cannot be written; existing files keep their previous content in both cases.
+    """
+    started = time.perf_counter()
+    report = progress or (lambda _line: None)
+    plan = plan_sample_data(resolve_preset(preset, stores, categories), seed)
+    out_dir = Path(out_dir)
+    truth_dir = out_dir / TRUTH_DIR
+    try:
+        truth_dir.mkdir(parents=True, exist_ok=True)
+        files: list[Path] = []
+        sales_path = out_dir / INTERNAL_SALES_FILE
+        sales_rows = _write_sales(sales_path, plan, report)
+        files.append(sales_path)
+
+        need_state_path = out_dir / NEED_STATE_FILE
+        with _atomic(need_state_path) as tmp:
+            need_state_map(plan).to_csv(tmp, index=False)
+        files.append(need_state_path)
+
+        external_path = out_dir / EXTERNAL_FILE
+        _write_frame(external_features(plan), external_path)
+        files.append(external_path)
+        report("need-state map and external features written")
+
+        internal_truth_path = truth_dir / INTERNAL_TRUTH_FILE
+        _write_frame(internal_truth(plan), internal_truth_path)
+        external_truth_path = truth_dir / EXTERNAL_TRUTH_FILE
+        _write_frame(external_truth(plan), external_truth_path)
+        truth_json_path = truth_dir / TRUTH_JSON_FILE
+        summary = truth_summary(plan) | {"sales_rows": sales_rows}
+        with _atomic(truth_json_path) as tmp:
+            tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        files += [internal_truth_path, external_truth_path, truth_json_path]
+        report("planted truth written")
+    except OSError as exc:
+        where = exc.filename or out_dir
+        raise ClusteringError(
+            f"cannot write sample data to {where}: {exc.strerror or exc}."
+        ) from exc
+    return SampleDataReport(
+        out_dir=out_dir,
+        truth_dir=truth_dir,
+        stores=plan.preset.stores,
+        categories=plan.preset.categories,
+        sales_rows=sales_rows,
+        seconds=time.perf_counter() - started,
+        files=files,
+    )
+
+
+def _write_sales(path: Path, plan: SamplePlan, report: Callable[[str], None]) -> int:
+    """Stream the sales one category (one row group) at a time; return the number of rows."""
+    n_categories = len(plan.categories)
+    # About ten progress lines whatever the size.
+    every = max(1, n_categories // 10)
+    rows = 0
+    with _atomic(path) as tmp, pq.ParquetWriter(tmp, SALES_SCHEMA) as writer:
+        for done, category in enumerate(plan.categories, start=1):
+            table = category_sales(plan, category)
+            writer.write_table(table)
+            rows += table.num_rows
+            if done % every == 0 or done == n_categories:
+                report(f"categories {done}/{n_categories} written ({rows:,} sales rows)")
+    return rows
+
+
+def _write_frame(frame: pd.DataFrame, path: Path) -> None:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    with _atomic(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+@contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """Yield a hidden temporary path next to ``path``; rename it to ``path`` on success.
+
+    The rename is atomic within a folder, so readers see either the old file or the new one.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,152 @@
+"""The command line through a subprocess: what a user types and sees."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "clustering", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_help_lists_the_commands() -> None:
+    done = _cli("--help")
+    assert done.returncode == 0
+    assert "generate-data" in done.stdout and "cluster" in done.stdout
+
+
+def test_no_command_prints_help_and_exits_2() -> None:
+    done = _cli()
+    assert done.returncode == 2
+    assert "usage:" in done.stdout
+
+
+def test_unknown_preset_is_one_sentence(tmp_path: Path) -> None:
+    done = _cli("generate-data", "--preset", "huge", "--out", str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: unknown preset 'huge'; expected one of: small, medium, large."
+    )
+    assert "Traceback" not in done.stderr
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_cluster_writes_results_and_prints_a_summary(small_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = _cli("cluster", "--raw-dir", str(small_data), "--out", str(out), "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    for name in [
+        "final_store_clusters.parquet",
+        "final_store_clusters.csv",
+        "cluster_profiles.csv",
+        "k_curves.csv",
+        "run_summary.json",
+    ]:
+        assert (out / name).is_file(), name
+        assert str(out / name) in done.stdout
+    final = pd.read_parquet(out / "final_store_clusters.parquet")
+    csv = pd.read_csv(out / "final_store_clusters.csv")
+    assert len(final) == len(csv)
+    assert list(final.columns) == [
+        "STORE_NBR",
+        "CATEGORY",
+        "INTERNAL_CLUSTER",
+        "EXTERNAL_CLUSTER",
+        "DEMAND_CLUSTER",
+        "REBALANCED_CLUSTER",
+        "REASSIGNED",
+        "DISTANCE",
+    ]
+    for category in final["CATEGORY"].unique():
+        assert category in done.stdout
+    assert "stores assigned" in done.stdout
+
+
+def _copy_inputs(source: Path, target: Path) -> Path:
+    target.mkdir()
+    for name in ["internal_sales.parquet", "need_state.csv", "external_sales.parquet"]:
+        shutil.copy(source / name, target / name)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        ("drop_column", "missing column TOTAL_SALES"),
+        ("negative", "column TOTAL_SALES must be ≥ 0; 1 row is negative"),
+        ("empty", "is empty (no rows)"),
+    ],
+)
+def test_bad_sales_file_one_sentence_and_nothing_damaged(
+    small_data: Path, tmp_path: Path, breakage: str, message: str
+) -> None:
+    raw = _copy_inputs(small_data, tmp_path / "raw")
+    sales = pd.read_parquet(raw / "internal_sales.parquet")
+    if breakage == "drop_column":
+        sales = sales.drop(columns=["TOTAL_SALES"])
+    elif breakage == "negative":
+        sales.loc[sales.index[3], "TOTAL_SALES"] = -5.0
+    else:
+        sales = sales.iloc[0:0]
+    sales.to_parquet(raw / "internal_sales.parquet", index=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "final_store_clusters.csv").write_text("earlier result\n")
+
+    done = _cli("cluster", "--raw-dir", str(raw), "--out", str(out))
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: internal sales '{raw / 'internal_sales.parquet'}'")
+    assert message in lines[0]
+    assert (out / "final_store_clusters.csv").read_text() == "earlier result\n"
+    assert sorted(p.name for p in out.iterdir()) == ["final_store_clusters.csv"]
+
+
+def test_wrong_type_in_need_state_map(small_data: Path, tmp_path: Path) -> None:
+    raw = _copy_inputs(small_data, tmp_path / "raw")
+    text = (raw / "need_state.csv").read_text().splitlines()
+    header, first = text[0], text[1].split(",")
+    first[header.split(",").index("PRODUCT_ID")] = "abc"
+    (raw / "need_state.csv").write_text("\n".join([header, ",".join(first), *text[2:]]) + "\n")
+    done = _cli("cluster", "--raw-dir", str(raw), "--out", str(tmp_path / "out"))
+    assert done.returncode == 1
+    assert "column PRODUCT_ID must be an integer" in done.stderr
+    assert "PRODUCT_ID='abc'" in done.stderr
+
+
+def test_missing_input_file(tmp_path: Path) -> None:
+    done = _cli("cluster", "--raw-dir", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: internal sales: no file matches '{tmp_path / 'internal_sales.parquet'}'."
+    )
+
+
+def test_bad_parameters_file(small_data: Path, tmp_path: Path) -> None:
+    params = tmp_path / "params.yml"
+    params.write_text("internal_clustering:\n  max_kk: 6\n")
+    done = _cli("cluster", "--raw-dir", str(small_data), "--params", str(params))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"error: parameters file '{params}': internal_clustering.max_kk: unknown key."
+    )
