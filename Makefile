@@ -12,7 +12,7 @@ UV_VERSION := $(shell sed -n 's/^uv==//p' requirements.lock)
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
-.PHONY: setup run data test lint format typecheck bench clean lock help
+.PHONY: setup run data test lint format typecheck bench recovery clean lock help
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -28,11 +28,16 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP)  ## create .venv with the pinned dependencies and the package
 
+# Sample data is generated only into the default data/raw; a folder named by CLUSTERING_RAW_DIR
+# is the user's own data and is never written to.
 data: $(STAMP)  ## generate sample data (PRESET=small|medium|large) into data/raw if missing
 	@if [ -f $(RAW_DIR)/internal_sales.parquet ] && [ -f $(RAW_DIR)/need_state.csv ] && [ -f $(RAW_DIR)/external_sales.parquet ]; then \
 		echo "Using the inputs in $(RAW_DIR)"; \
-	else \
+	elif [ "$(RAW_DIR)" = "data/raw" ]; then \
 		$(BIN)/python -m clustering generate-data --preset $(PRESET) --out $(RAW_DIR); \
+	else \
+		echo "error: $(RAW_DIR) must hold internal_sales.parquet, need_state.csv and external_sales.parquet." >&2; \
+		exit 1; \
 	fi
 
 run: data  ## set up, generate sample data if missing, run the full pipeline, print where the results are
@@ -54,6 +59,9 @@ test: lint typecheck  ## lint, type-check and run the test suite
 
 bench: $(STAMP)  ## time and peak memory of each stage on the medium and large presets
 	$(BIN)/python benchmarks/bench_pipeline.py
+
+recovery: $(STAMP)  ## ARI of the found clusters against the planted truth on small and medium
+	$(BIN)/python benchmarks/recovery.py
 
 lock:  ## re-pin dependencies into requirements.lock (needs uv in .venv)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \

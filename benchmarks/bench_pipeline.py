@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+import pandas as pd
 import pyarrow.parquet as pq
 
 from clustering.core.engine import cluster_categories, merge_all
@@ -105,13 +106,13 @@ def bench_preset(preset: str, workers: int | None, keep: Path | None) -> None:
         measure("baseline: read sales with pyarrow", rows, lambda: pq.read_table(sales_file))
 
         con = connect()
-        sales = read_internal_sales(con, sales_file)
-        need_states = read_need_states(con, folder / "need_state.csv")
-        matrices, _ = measure(
-            "preprocess (validate+shares+pivot)",
-            rows,
-            lambda: preprocess_internal(sales, need_states),
-        )
+
+        def preprocess() -> tuple[dict[str, pd.DataFrame], object]:
+            sales = read_internal_sales(con, sales_file)
+            need_states = read_need_states(con, folder / "need_state.csv")
+            return preprocess_internal(sales, need_states)
+
+        matrices, _ = measure("preprocess (validate, shares)", rows, preprocess)
         sources = read_external_sources(con, [folder / "external_sales.parquet"])
         external_features = combine_external_sources(sources, params.external)
 

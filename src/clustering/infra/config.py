@@ -1,0 +1,463 @@
+"""Environment configuration: YAML layers merged with OmegaConf, validated once into pydantic.
+
+Layers, later wins: ``base.yml`` < ``<env>.yml`` < ``job_configs/<job>.yml`` < overrides (a
+nested mapping, e.g. from Dagster run config). Values may use OmegaConf interpolation:
+``${oc.env:VAR,default}`` for the environment and ``${paths.raw_dir}``-style references to other
+keys; ``${env}`` is the environment name. Relative paths are resolved against the project root.
+
+``.env`` and ``.env.<env>`` in the project root are applied to ``os.environ`` for keys the real
+environment does not set (see :func:`_apply_dotenv`): the alert senders and Dagster's ``EnvVar``
+read secrets from the process environment by name, so the files must be visible there too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import yaml
+from dotenv import dotenv_values
+from omegaconf import OmegaConf
+from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseException
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from clustering.core.errors import ConfigError
+from clustering.core.params import PipelineParams
+
+Environment = Literal["dev", "staging", "prod"]
+ENVIRONMENTS: tuple[str, ...] = get_args(Environment)
+JOB_NAMES: tuple[str, ...] = (
+    "internal_preprocessing_job",
+    "internal_clustering_job",
+    "external_preprocessing_job",
+    "external_clustering_job",
+    "merging_job",
+    "full_pipeline_job",
+)
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[1] / "dagster" / "resources" / "configs"
+
+_ROOT_KEY = "project_root"
+
+
+# --- field types ---------------------------------------------------------------------------
+
+
+def _not_empty(value: object) -> object:
+    # An environment variable set to "" would otherwise become Path("."), i.e. the project root.
+    if isinstance(value, str) and not value.strip():
+        raise PydanticCustomError("empty_path", "must not be empty")
+    return value
+
+
+def _root(info: ValidationInfo) -> Path:
+    context = info.context if isinstance(info.context, dict) else {}
+    root = context.get(_ROOT_KEY)
+    return root if isinstance(root, Path) else Path.cwd()
+
+
+def _path_under_root(value: Path, info: ValidationInfo) -> Path:
+    path = value.expanduser()
+    return path if path.is_absolute() else _root(info) / path
+
+
+def _pattern_under_root(value: str, info: ValidationInfo) -> str:
+    # A file, folder or glob; Path() also folds the "//" left by "${paths.raw_dir}/" joins.
+    return str(_path_under_root(Path(value), info))
+
+
+def _env_var_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise PydanticCustomError(
+            "env_var_name",
+            "must be the name of an environment variable holding the secret, not the secret",
+        )
+    return value
+
+
+def _comma_separated(value: object) -> object:
+    # Lets a single environment variable carry several addresses: "a@x.com, b@y.com".
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+ProjectPath = Annotated[Path, BeforeValidator(_not_empty), AfterValidator(_path_under_root)]
+"""A path; relative ones are resolved against the project root."""
+
+ProjectPattern = Annotated[str, BeforeValidator(_not_empty), AfterValidator(_pattern_under_root)]
+"""A file, folder or glob; relative ones are resolved against the project root."""
+
+EnvVarName = Annotated[str, AfterValidator(_env_var_name)]
+"""The NAME of an environment variable that holds a secret; never the secret itself."""
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+class PathsConfig(_Config):
+    """Where inputs are read from and outputs written to (absolute after loading)."""
+
+    raw_dir: ProjectPath
+    internal_sales: ProjectPattern
+    need_states: ProjectPattern
+    external: list[ProjectPattern] = Field(min_length=1)
+    outputs_dir: ProjectPath
+    duckdb_path: ProjectPath
+    storage_dir: ProjectPath
+    exports_dir: ProjectPath
+    logs_dir: ProjectPath
+
+
+class InputsConfig(_Config):
+    """Optional SQL engine for the inputs.
+
+    ``backend_url`` is a URL Ibis connects to (e.g. ``postgres://user@host/db``); when it is set,
+    each input with a table name here is read from that engine and the others from their files
+    in :class:`PathsConfig`. ``None`` means every input is a file read through DuckDB.
+    """
+
+    # repr=False: the URL may carry a password; describe_sources() prints it masked.
+    backend_url: str | None = Field(None, repr=False)
+    internal_sales_table: str | None = None
+    need_states_table: str | None = None
+    external_tables: list[str] = Field(default_factory=list)
+
+
+class LoggingConfig(_Config):
+    """Log level and optional log file of the pipeline's logger."""
+
+    level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)]
+    file: ProjectPath | None = None
+
+
+_CHANNEL_FIELDS: dict[str, tuple[set[str], set[str]]] = {
+    # type: (required fields, optional fields)
+    "log": (set(), set()),
+    "slack": ({"webhook_url_env"}, set()),
+    "email": (
+        {"smtp_host", "sender", "recipients"},
+        {"smtp_port", "smtp_starttls", "username_env", "password_env"},
+    ),
+    "webhook": ({"url_env"}, set()),
+}
+
+
+class AlertChannel(_Config):
+    """One place alerts go. Secrets are given as names of environment variables only."""
+
+    type: Literal["log", "slack", "email", "webhook"]
+    webhook_url_env: EnvVarName | None = None
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_starttls: bool = True
+    username_env: EnvVarName | None = None
+    password_env: EnvVarName | None = None
+    sender: str | None = None
+    recipients: Annotated[list[str], BeforeValidator(_comma_separated)] = Field(
+        default_factory=list
+    )
+    url_env: EnvVarName | None = None
+
+    @model_validator(mode="after")
+    def _fields_match_type(self) -> AlertChannel:
+        required, optional = _CHANNEL_FIELDS[self.type]
+        given = {name for name in self.model_fields_set if name != "type"}
+        # Empty values count as missing so "${oc.env:VAR,''}" cannot pass as configured.
+        present = {name for name in given if getattr(self, name) not in (None, "", [])}
+        stray = sorted(given - required - optional)
+        if stray:
+            raise PydanticCustomError(
+                "channel_field", f"{self.type} channel does not use {', '.join(stray)}"
+            )
+        missing = sorted(required - present)
+        if missing:
+            raise PydanticCustomError(
+                "channel_field", f"{self.type} channel needs {', '.join(missing)}"
+            )
+        if (self.username_env is None) != (self.password_env is None):
+            raise PydanticCustomError(
+                "channel_field", "email channel needs both username_env and password_env, or neither"
+            )
+        return self
+
+
+class AlertsConfig(_Config):
+    """Run-failure and check alerts."""
+
+    enabled: bool
+    channels: list[AlertChannel]
+    min_severity: Literal["warning", "error"]
+    ui_base_url: str = Field(description="Dagster UI address for links in alerts; '' for none.")
+
+    @model_validator(mode="after")
+    def _some_channel_when_enabled(self) -> AlertsConfig:
+        if self.enabled and not self.channels:
+            raise PydanticCustomError("no_channel", "alerts are enabled but no channel is given")
+        return self
+
+
+class ScheduleConfig(_Config):
+    """Whether schedules start running when the definitions are loaded."""
+
+    running_by_default: bool
+
+
+class DagsterConfig(_Config):
+    """Orchestration settings that differ per environment."""
+
+    # DuckDB allows one writer per file; more would only wait on its lock.
+    max_concurrent_duckdb_writes: int = Field(1, ge=1)
+    schedules: ScheduleConfig
+
+
+class AppConfig(_Config):
+    """The whole configuration of one environment (and optionally one job and one run)."""
+
+    env: Environment
+    paths: PathsConfig
+    inputs: InputsConfig
+    logging: LoggingConfig
+    alerts: AlertsConfig
+    dagster: DagsterConfig
+    params: PipelineParams = PipelineParams()
+
+    def describe_sources(self) -> str:
+        """One line per input saying where it is read from (passwords in URLs masked)."""
+        url = self.inputs.backend_url
+        engine = redact_url(url) if url else None
+
+        def where(table: str | None, files: str) -> str:
+            return f"table {table} via {engine}" if engine and table else files
+
+        lines = [
+            f"internal sales: {where(self.inputs.internal_sales_table, self.paths.internal_sales)}",
+            f"need states: {where(self.inputs.need_states_table, self.paths.need_states)}",
+        ]
+        if engine and self.inputs.external_tables:
+            lines += [f"external: table {t} via {engine}" for t in self.inputs.external_tables]
+        else:
+            lines += [f"external: {files}" for files in self.paths.external]
+        return "\n".join(lines)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password and secret-looking query values replaced by ``***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    secret_key = re.compile(r"(?i)pass|secret|token|key")
+    query = urlencode(
+        [(k, "***" if secret_key.search(k) else v) for k, v in parse_qsl(parts.query)],
+        safe="*/:",
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load_config(
+    env: str,
+    job: str | None = None,
+    overrides: Mapping[str, object] | None = None,
+    *,
+    project_root: Path | None = None,
+    config_dir: Path | None = None,
+) -> AppConfig:
+    """Load, merge, resolve and validate the configuration of ``env``.
+
+    ``job`` adds ``job_configs/<job>.yml`` when that file exists; ``overrides`` is a nested
+    mapping applied last. Relative paths are resolved against ``project_root`` (default: the
+    working directory), whose ``.env`` and ``.env.<env>`` fill in unset environment variables.
+    Every problem ends in a :class:`ConfigError` with one sentence naming the key.
+    """
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"unknown environment '{env}'; expected one of: {', '.join(ENVIRONMENTS)}.")
+    if job is not None and job not in JOB_NAMES:
+        raise ConfigError(f"unknown job '{job}'; expected one of: {', '.join(JOB_NAMES)}.")
+    root = (project_root if project_root is not None else Path.cwd()).resolve()
+    folder = config_dir if config_dir is not None else DEFAULT_CONFIG_DIR
+
+    layers: list[tuple[str, Mapping[str, object]]] = [
+        ("base.yml", _read_yaml(folder, "base.yml")),
+        (f"{env}.yml", _read_yaml(folder, f"{env}.yml")),
+    ]
+    job_file = f"job_configs/{job}.yml"
+    if job is not None and (folder / job_file).is_file():
+        layers.append((job_file, _read_yaml(folder, job_file)))
+    if overrides:
+        layers.append(("overrides", overrides))
+    source = f"config for env '{env}' ({' < '.join(name for name, _ in layers)})"
+
+    _apply_dotenv(root, env)
+    resolved = _merge_and_resolve(env, layers, source)
+    try:
+        return AppConfig.model_validate(resolved, context={_ROOT_KEY: root})
+    except ValidationError as exc:
+        # Same sentence shape as clustering.core.params.parse_params.
+        first = exc.errors()[0]
+        path = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        problem = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        raise ConfigError(f"{source}: {path}: {problem}.") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(folder: Path, name: str) -> Mapping[str, object]:
+    path = folder / name
+    if not path.is_file():
+        raise ConfigError(f"config file '{name}' is missing from '{folder}'.")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(exc).split())
+        raise ConfigError(f"config file '{name}' cannot be parsed: {problem}.") from None
+    if data is None:  # comments only
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{name}' must hold a mapping of keys.")
+    if "env" in data:
+        raise ConfigError(
+            f"config file '{name}': env: unknown key (the environment is chosen by name, "
+            "not set in a file)."
+        )
+    return data
+
+
+def _merge_and_resolve(
+    env: str, layers: list[tuple[str, Mapping[str, object]]], source: str
+) -> dict[str, object]:
+    try:
+        # env first, so it leads the document and ${env} works in every file.
+        configs = [OmegaConf.create({"env": env})]
+        configs += [OmegaConf.create(_plain(data)) for _, data in layers]
+        merged = OmegaConf.merge(*configs)
+        merged.env = env  # an override cannot switch environments
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{source}: {_key_of(exc)}: {_first_line(exc)}.") from None
+    try:
+        resolved = OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
+    except InterpolationResolutionError as exc:
+        variable = re.search(r"Environment variable '([^']+)' not found", str(exc))
+        if variable is None:
+            raise ConfigError(f"{source}: {_key_of(exc)}: {_first_line(exc)}.") from None
+        name = variable.group(1)
+        key = _key_needing(merged, name) or _key_of(exc)
+        raise ConfigError(
+            f"config for env '{env}': environment variable {name} is not set (needed by {key})."
+        ) from None
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{source}: {_key_of(exc)}: {_first_line(exc)}.") from None
+    assert isinstance(resolved, dict)
+    return resolved
+
+
+def _plain(value: object) -> object:
+    # Run config may arrive as read-only mappings or tuples; OmegaConf wants dicts and lists.
+    if isinstance(value, Mapping):
+        return {key: _plain(child) for key, child in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(child) for child in value]
+    return value
+
+
+def _key_of(exc: OmegaConfBaseException) -> str:
+    return str(getattr(exc, "full_key", None) or "(top level)")
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0].rstrip(".") if str(exc) else type(exc).__name__
+
+
+def _key_needing(config: object, variable: str) -> str | None:
+    """First key (document order) whose own value reads ``variable`` without a default.
+
+    OmegaConf reports the key being resolved, which may only refer to the one that needs the
+    variable (``duckdb_path: ${paths.outputs_dir}/…``); the user must be told the latter.
+    """
+    pattern = re.compile(r"\$\{\s*oc\.env\s*:\s*['\"]?" + re.escape(variable) + r"['\"]?\s*\}")
+
+    def walk(node: object, prefix: str) -> str | None:
+        items: list[tuple[object, object]]
+        if isinstance(node, dict):
+            items = list(node.items())
+        elif isinstance(node, list):
+            items = list(enumerate(node))
+        else:
+            return prefix if isinstance(node, str) and pattern.search(node) else None
+        for key, child in items:
+            found = walk(child, f"{prefix}.{key}" if prefix else str(key))
+            if found:
+                return found
+        return None
+
+    return walk(OmegaConf.to_container(config, resolve=False), "")
+
+
+# Keys this module wrote into os.environ from .env files, with the value written.
+_dotenv_written: dict[str, str] = {}
+_dotenv_lock = threading.Lock()
+
+
+def _apply_dotenv(root: Path, env: str) -> None:
+    """Put ``.env`` then ``.env.<env>`` values into ``os.environ`` where the real one is unset.
+
+    ``.env.<env>`` wins over ``.env``; a variable set in the real environment wins over both.
+    Values written by an earlier call (say for staging) are replaced or removed on the next
+    call (say for prod), so one process can load several environments without them mixing.
+    """
+    values: dict[str, str] = {}
+    for name in (".env", f".env.{env}"):
+        path = root / name
+        if path.is_file():
+            values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    with _dotenv_lock:
+        for key, written in list(_dotenv_written.items()):
+            if os.environ.get(key) != written:
+                del _dotenv_written[key]  # changed by someone else since: no longer ours
+            elif key not in values:
+                del os.environ[key]
+                del _dotenv_written[key]
+        for key, value in values.items():
+            if key in os.environ and key not in _dotenv_written:
+                continue
+            os.environ[key] = value
+            _dotenv_written[key] = value

@@ -1,0 +1,441 @@
+"""pandas DataFrames in and out of DuckDB tables, atomically and safely across processes.
+
+A DuckDB file accepts one writing process at a time, and a read-write connection held anywhere
+also blocks read-only opens from other processes. dagster-duckdb copes by retrying, which gives
+up after about 100 s when steps overlap. :class:`DuckDBStore` instead serialises every open of
+the file (reads included) with an exclusive ``fcntl.flock`` on ``<file>.lock`` and keeps each
+connection open only for one short operation, so concurrent writers simply queue.
+
+Writes are atomic: the frame is loaded into a staging table, then one transaction drops the old
+table and renames the staging table into its place. A failure at any point leaves the previous
+table as it was, and staging tables left by a crashed process are removed by the next write.
+
+Round trip (``read_table(write_table(frame))``) gives back an equal frame, with these documented
+normalisations:
+
+- categorical columns are stored as VARCHAR and come back as ``object`` columns of ``str``;
+- missing values in ``object`` columns come back as ``None``;
+- a non-default index is stored as leading column(s) and restored as the index.
+
+Column labels, the index names, the name of the column index and each column's pandas dtype
+(nullable ``Int64``/``boolean``/``string``, time zones, ``float32`` ...) are kept in a JSON
+comment on the table, so tables stay plain SQL tables for anybody else reading the file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO, Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from clustering.core.errors import ClusteringError
+
+#: Prefix of staging tables; they live beside their target and never outlive a write.
+STAGING_PREFIX = "__staging__"
+
+#: Marks table comments written by this module (tables from elsewhere are read as they are).
+_LAYOUT_FORMAT = "clustering.frame/1"
+
+_POLL_START_S = 0.02
+_POLL_MAX_S = 0.5
+
+
+class StoreLockTimeoutError(ClusteringError):
+    """The DuckDB file stayed busy (locked by another step or process) for too long."""
+
+
+class TableNotFoundError(ClusteringError, KeyError):
+    """The requested table does not exist in the DuckDB file."""
+
+    def __str__(self) -> str:
+        # KeyError would otherwise wrap the sentence in quotes.
+        return str(self.args[0]) if self.args else ""
+
+
+class UnsupportedFrameError(ClusteringError, ValueError):
+    """The frame cannot be stored as a table (e.g. a column mixing numbers and text)."""
+
+
+def quote_identifier(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier; any character is allowed (``"`` is doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualified_name(schema: str, table: str) -> str:
+    """``"schema"."table"``, quoted so names like ``CANDY/SNACKS`` or ``BEER & WINE`` are safe."""
+    return f"{quote_identifier(schema)}.{quote_identifier(table)}"
+
+
+def _sql_string(text: str) -> str:
+    """A single-quoted SQL string literal (DDL such as COMMENT ON takes no parameters)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _is_default_index(index: pd.Index) -> bool:
+    """True for the unnamed 0..n-1 RangeIndex that carries no information worth storing."""
+    return (
+        isinstance(index, pd.RangeIndex)
+        and index.name is None
+        and index.start == 0
+        and index.step == 1
+    )
+
+
+def _json_label(label: object, what: str) -> object:
+    """Check that a column/index label can be written to JSON and come back unchanged."""
+    if label is None or isinstance(label, str | int | float | bool):
+        return label
+    raise UnsupportedFrameError(
+        f"cannot store {what} {label!r} of type {type(label).__name__}: "
+        "labels must be text or numbers"
+    )
+
+
+def _storable_series(series: pd.Series) -> pd.Series:
+    """Categoricals become object columns of ``str`` (stored as VARCHAR), missing kept missing."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        categories = [str(category) for category in series.cat.categories]
+        return series.cat.rename_categories(categories).astype(object)
+    return series
+
+
+def _flatten(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The frame as a flat table with unique column names, plus what is needed to restore it."""
+    if isinstance(frame.columns, pd.MultiIndex):
+        raise UnsupportedFrameError(
+            "cannot store a frame with multi-level columns: flatten the column labels first"
+        )
+    parts: list[tuple[object, pd.Series]] = []
+    index_names: list[object] = []
+    if not _is_default_index(frame.index):
+        for level, name in enumerate(frame.index.names):
+            index_names.append(_json_label(name, "index name"))
+            values = frame.index.get_level_values(level)
+            fallback = "index" if frame.index.nlevels == 1 else f"level_{level}"
+            parts.append((name if name is not None else fallback, pd.Series(values)))
+    for position in range(frame.shape[1]):
+        label = _json_label(frame.columns[position], "column label")
+        parts.append((label, frame.iloc[:, position].reset_index(drop=True)))
+
+    # DuckDB compares column names case-insensitively and silently renames clashes; choose
+    # unique names here so the stored table is predictable, and restore labels by position.
+    used: set[str] = set()
+    columns: dict[str, pd.Series] = {}
+    layout_columns: list[dict[str, object]] = []
+    for position, (label, series) in enumerate(parts):
+        base = str(label)
+        stored, counter = base, 0
+        while stored.casefold() in used:
+            counter += 1
+            stored = f"{base}_{counter}"
+        used.add(stored.casefold())
+        storable = _storable_series(series)
+        columns[stored] = storable
+        is_index = position < len(index_names)
+        layout_columns.append(
+            {"label": None if is_index else label, "dtype": str(storable.dtype)}
+        )
+    flat = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
+    columns_name = frame.columns.name
+    layout = {
+        "format": _LAYOUT_FORMAT,
+        "index_names": index_names,
+        "columns_name": _json_label(columns_name, "column index name"),
+        "columns": layout_columns,
+    }
+    return flat, layout
+
+
+def storable_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` exactly as :meth:`DuckDBStore.write_table` stores it (index as columns,
+    categoricals as text). Exports written from this match the table column for column."""
+    return _flatten(frame)[0]
+
+
+def _to_arrow(flat: pd.DataFrame, target: str) -> pa.Table:
+    """Convert before touching the file, so a frame that cannot be stored fails early."""
+    try:
+        table = pa.Table.from_pandas(flat, preserve_index=False)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise UnsupportedFrameError(f"cannot store the frame as table {target}: {exc}") from exc
+    # An all-missing column has Arrow type null, which DuckDB keeps as an odd "NULL" column
+    # type; VARCHAR is what any SQL reader expects.
+    for position, field in enumerate(table.schema):
+        if pa.types.is_null(field.type):
+            table = table.set_column(
+                position, field.name, pa.nulls(len(table), type=pa.string())
+            )
+    return table
+
+
+def _restore_dtype(series: pd.Series, dtype_name: str) -> pd.Series:
+    """Give a column read from DuckDB back the pandas dtype it was written with."""
+    if str(series.dtype) == dtype_name:
+        return series
+    try:
+        target = pd.api.types.pandas_dtype(dtype_name)
+        if isinstance(target, pd.DatetimeTZDtype):
+            # DuckDB hands TIMESTAMPTZ back as UTC (naive or aware depending on settings).
+            if getattr(series.dtype, "tz", None) is None:
+                series = series.dt.tz_localize("UTC")
+            return series.dt.tz_convert(target.tz).astype(target)
+        return series.astype(target)
+    except (TypeError, ValueError):
+        # Best effort: a dtype this pandas cannot rebuild keeps the values as DuckDB gave them.
+        return series
+
+
+def _restore(read: pd.DataFrame, layout: dict[str, Any]) -> pd.DataFrame:
+    """Rebuild the written frame from the flat table read back and its layout comment."""
+    specs: list[dict[str, Any]] = layout["columns"]
+    if len(specs) != read.shape[1]:
+        return read  # the table was changed by someone else; return it as it is
+    series = [
+        _restore_dtype(read.iloc[:, position], str(spec["dtype"]))
+        for position, spec in enumerate(specs)
+    ]
+    index_names: list[Any] = layout["index_names"]
+    n_index = len(index_names)
+    data = series[n_index:]
+    frame = pd.DataFrame(dict(enumerate(data)), index=pd.RangeIndex(len(read)))
+    frame.columns = pd.Index(
+        [spec["label"] for spec in specs[n_index:]], name=layout["columns_name"]
+    )
+    if n_index == 1:
+        frame.index = pd.Index(series[0], name=index_names[0])
+    elif n_index > 1:
+        frame.index = pd.MultiIndex.from_arrays(series[:n_index], names=index_names)
+    return frame
+
+
+class DuckDBStore:
+    """Atomic, process-safe reads and writes of DataFrames as tables in one DuckDB file.
+
+    Every operation opens a short-lived connection while holding an exclusive lock on
+    ``<path>.lock``; callers in other threads or processes wait up to ``lock_timeout_s``.
+    """
+
+    def __init__(self, path: Path, lock_timeout_s: float = 600) -> None:
+        self.path = Path(path)
+        self.lock_timeout_s = float(lock_timeout_s)
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock file beside the DuckDB file."""
+        return self.path.with_name(self.path.name + ".lock")
+
+    # -- public API ------------------------------------------------------------------------
+
+    def write_table(self, schema: str, table: str, frame: pd.DataFrame) -> int:
+        """Replace ``"schema"."table"`` with ``frame`` atomically; returns the number of rows.
+
+        The schema is created when missing. On any failure the previous table (if any) is left
+        exactly as it was and no staging table remains.
+        """
+        target = qualified_name(schema, table)
+        flat, layout = _flatten(frame)
+        arrow_table = _to_arrow(flat, target)
+        comment = json.dumps(layout, ensure_ascii=False)
+        staging = f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+        view = f"__frame_{uuid.uuid4().hex}"
+        with self._connect(read_only=False) as con:
+            # Holding the lock means no other writer is mid-write: any staging table still
+            # here was left by a process that died, and can go.
+            self._drop_orphan_staging_tables(con)
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
+            try:
+                con.register(view, arrow_table)
+                try:
+                    con.execute(
+                        f"CREATE TABLE {qualified_name(schema, staging)} AS "
+                        f"SELECT * FROM {quote_identifier(view)}"
+                    )
+                finally:
+                    con.unregister(view)
+                self._swap(con, schema, staging, table, comment)
+            except BaseException:
+                with suppress(duckdb.Error):
+                    con.execute(f"DROP TABLE IF EXISTS {qualified_name(schema, staging)}")
+                raise
+        return len(flat)
+
+    def read_table(self, schema: str, table: str) -> pd.DataFrame:
+        """The frame stored in ``"schema"."table"``; raises :class:`TableNotFoundError`."""
+        target = qualified_name(schema, table)
+        if self.path.exists():
+            with self._connect(read_only=True) as con:
+                found = self._table_comment(con, schema, table)
+                if found is not None:
+                    read: pd.DataFrame = con.execute(f"SELECT * FROM {target}").df()
+                    layout = _parse_layout(found[0])
+                    return _restore(read, layout) if layout is not None else read
+        raise TableNotFoundError(f"no table {target} in {self.path}")
+
+    def has_table(self, schema: str, table: str) -> bool:
+        """Whether ``"schema"."table"`` exists (False when the file does not exist yet)."""
+        if not self.path.exists():
+            return False
+        with self._connect(read_only=True) as con:
+            return self._table_comment(con, schema, table) is not None
+
+    def drop_table(self, schema: str, table: str) -> bool:
+        """Remove ``"schema"."table"`` if it exists; returns whether it existed."""
+        if not self.path.exists():
+            return False
+        with self._connect(read_only=False) as con:
+            if self._table_comment(con, schema, table) is None:
+                return False
+            con.execute(f"DROP TABLE {qualified_name(schema, table)}")
+            return True
+
+    def list_tables(self) -> list[tuple[str, str, int]]:
+        """``(schema, table, rows)`` for every table, sorted; staging tables are left out."""
+        if not self.path.exists():
+            return []
+        with self._connect(read_only=True) as con:
+            names = con.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() "
+                "WHERE database_name = current_database() "
+                "ORDER BY schema_name, table_name"
+            ).fetchall()
+            listed: list[tuple[str, str, int]] = []
+            for schema, table in names:
+                if str(table).startswith(STAGING_PREFIX):
+                    continue
+                (rows,) = con.execute(
+                    f"SELECT count(*) FROM {qualified_name(schema, table)}"
+                ).fetchone()
+                listed.append((str(schema), str(table), int(rows)))
+        return listed
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _swap(
+        self, con: duckdb.DuckDBPyConnection, schema: str, staging: str, table: str, comment: str
+    ) -> None:
+        """Drop the old table and rename the staging table into its place, in one transaction."""
+        target = qualified_name(schema, table)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"DROP TABLE IF EXISTS {target}")
+            con.execute(
+                f"ALTER TABLE {qualified_name(schema, staging)} RENAME TO {quote_identifier(table)}"
+            )
+            con.execute(f"COMMENT ON TABLE {target} IS {_sql_string(comment)}")
+            con.execute("COMMIT")
+        except BaseException:
+            with suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _table_comment(
+        con: duckdb.DuckDBPyConnection, schema: str, table: str
+    ) -> tuple[str | None] | None:
+        """``(comment,)`` when the table exists, else None (one query answers both)."""
+        row = con.execute(
+            "SELECT comment FROM duckdb_tables() "
+            "WHERE database_name = current_database() AND schema_name = ? AND table_name = ?",
+            [schema, table],
+        ).fetchone()
+        return None if row is None else (row[0],)
+
+    @staticmethod
+    def _drop_orphan_staging_tables(con: duckdb.DuckDBPyConnection) -> None:
+        orphans = con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() "
+            "WHERE database_name = current_database() AND starts_with(table_name, ?)",
+            [STAGING_PREFIX],
+        ).fetchall()
+        for schema, table in orphans:
+            con.execute(f"DROP TABLE IF EXISTS {qualified_name(schema, table)}")
+
+    @contextmanager
+    def _connect(self, *, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection opened and closed while this process holds the file's lock."""
+        deadline = time.monotonic() + self.lock_timeout_s
+        with self._locked(deadline):
+            con = self._open(read_only, deadline)
+            try:
+                yield con
+            finally:
+                con.close()
+
+    @contextmanager
+    def _locked(self, deadline: float) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One open file description per acquisition: flock then also excludes other threads
+        # of this process, not only other processes.
+        handle: IO[str] = open(self.lock_path, "a")  # noqa: SIM115 - closed in finally
+        try:
+            delay = _POLL_START_S
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    # flock has no timeout of its own: poll with a growing pause.
+                    if time.monotonic() >= deadline:
+                        raise self._timeout_error("another step or process holds its lock") from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, _POLL_MAX_S)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        finally:
+            handle.close()
+
+    def _open(self, read_only: bool, deadline: float) -> duckdb.DuckDBPyConnection:
+        """Open the file, waiting out DuckDB's own lock held by a process that skips ours."""
+        delay = _POLL_START_S
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() >= deadline:
+                    raise self._timeout_error(f"DuckDB reports: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, _POLL_MAX_S)
+
+    def _timeout_error(self, reason: str) -> StoreLockTimeoutError:
+        return StoreLockTimeoutError(
+            f"gave up after {self.lock_timeout_s:g} s waiting for the DuckDB file {self.path} "
+            f"({reason}); retry when the other run has finished or raise lock_timeout_s."
+        )
+
+
+def _parse_layout(comment: str | None) -> dict[str, Any] | None:
+    """The layout written by :func:`_flatten`, or None for tables written by anything else."""
+    if not comment:
+        return None
+    try:
+        layout = json.loads(comment)
+    except ValueError:
+        return None
+    if not isinstance(layout, dict) or layout.get("format") != _LAYOUT_FORMAT:
+        return None
+    return layout
+
+
+__all__ = [
+    "STAGING_PREFIX",
+    "DuckDBStore",
+    "StoreLockTimeoutError",
+    "TableNotFoundError",
+    "UnsupportedFrameError",
+    "qualified_name",
+    "quote_identifier",
+    "storable_frame",
+]
