@@ -68,8 +68,8 @@ def _build_parser() -> argparse.ArgumentParser:
     cluster.add_argument(
         "--raw-dir",
         type=Path,
-        default=Path(os.environ.get("CLUSTERING_RAW_DIR", "data/raw")),
-        help="folder with the three inputs (default: $CLUSTERING_RAW_DIR or data/raw)",
+        help="folder with the three inputs (default: the environment's paths.raw_dir; for dev "
+        "$CLUSTERING_RAW_DIR or data/raw)",
     )
     cluster.add_argument("--sales", help="internal sales: file, folder or glob (overrides)")
     cluster.add_argument("--need-states", help="need-state map: file, folder or glob (overrides)")
@@ -78,7 +78,9 @@ def _build_parser() -> argparse.ArgumentParser:
         action="append",
         help="external features source (repeatable; overrides RAW_DIR/external_sales.parquet)",
     )
-    cluster.add_argument("--out", type=Path, help="output folder (default: outputs/ENV)")
+    cluster.add_argument(
+        "--out", type=Path, help="output folder (default: the environment's paths.exports_dir)"
+    )
     cluster.add_argument("--params", type=Path, help="YAML or JSON file of pipeline parameters")
     cluster.add_argument("--workers", type=int, help="processes for per-category work")
     return parser
@@ -104,21 +106,31 @@ def _generate_data(args: argparse.Namespace) -> int:
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    from clustering.infra.params_file import load_params_file
+    from clustering.infra.config import load_config
+    from clustering.infra.params_file import read_params_file
     from clustering.io.local_run import run_local
 
-    params = load_params_file(args.params)
+    overrides: dict[str, object] = {}
+    if args.raw_dir is not None:
+        overrides["paths"] = {"raw_dir": str(args.raw_dir)}
+    params: dict[str, object] = read_params_file(args.params) if args.params else {}
     if args.workers is not None:
         if args.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {args.workers}.")
-        params = params.model_copy(update={"workers": args.workers})
-    raw = args.raw_dir
-    sales = args.sales or str(raw / "internal_sales.parquet")
-    need_states = args.need_states or str(raw / "need_state.csv")
-    external = args.external or [str(raw / "external_sales.parquet")]
-    out = args.out or Path("outputs") / args.env
+        params = {**params, "workers": args.workers}
+    if params:
+        overrides["params"] = params
+    config = load_config(args.env, overrides=overrides or None)
+    paths = config.paths
     started = time.perf_counter()
-    outcome = run_local(sales, need_states, external, out, params, progress=_say)
+    outcome = run_local(
+        args.sales or paths.internal_sales,
+        args.need_states or paths.need_states,
+        args.external or paths.external,
+        args.out or paths.exports_dir,
+        config.params,
+        progress=_say,
+    )
     _say("")
     _say(outcome.describe())
     _say(f"Finished in {time.perf_counter() - started:.1f} s.")

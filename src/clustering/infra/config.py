@@ -18,7 +18,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import yaml
 from dotenv import dotenv_values
@@ -76,6 +76,8 @@ def _path_under_root(value: Path, info: ValidationInfo) -> Path:
 
 
 def _pattern_under_root(value: str, info: ValidationInfo) -> str:
+    if "://" in value:  # e.g. s3://bucket/sales/*.parquet: Path() would fold the "//"
+        return value
     # A file, folder or glob; Path() also folds the "//" left by "${paths.raw_dir}/" joins.
     return str(_path_under_root(Path(value), info))
 
@@ -190,18 +192,23 @@ class AlertChannel(_Config):
         stray = sorted(given - required - optional)
         if stray:
             raise PydanticCustomError(
-                "channel_field", f"{self.type} channel does not use {', '.join(stray)}"
+                "channel_field", f"{self.type} channel does not use {_and_join(stray)}"
             )
         missing = sorted(required - present)
         if missing:
             raise PydanticCustomError(
-                "channel_field", f"{self.type} channel needs {', '.join(missing)}"
+                "channel_field", f"{self.type} channel needs {_and_join(missing)}"
             )
         if (self.username_env is None) != (self.password_env is None):
             raise PydanticCustomError(
-                "channel_field", "email channel needs both username_env and password_env, or neither"
+                "channel_field",
+                "email channel needs both username_env and password_env, or neither",
             )
         return self
+
+
+def _and_join(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 class AlertsConfig(_Config):
@@ -266,16 +273,17 @@ class AppConfig(_Config):
 def redact_url(url: str) -> str:
     """``url`` with its password and secret-looking query values replaced by ``***``."""
     parts = urlsplit(url)
-    netloc = parts.netloc
+    redacted = url
     if parts.password is not None:
-        userinfo, _, host = netloc.rpartition("@")
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+        userinfo, _, host = parts.netloc.rpartition("@")
+        redacted = redacted.replace(parts.netloc, f"{userinfo.split(':', 1)[0]}:***@{host}", 1)
     secret_key = re.compile(r"(?i)pass|secret|token|key")
-    query = urlencode(
-        [(k, "***" if secret_key.search(k) else v) for k, v in parse_qsl(parts.query)],
-        safe="*/:",
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(secret_key.search(key) for key, _ in pairs):
+        query = urlencode([(k, "***" if secret_key.search(k) else v) for k, v in pairs], safe="*")
+        redacted = redacted.replace(f"?{parts.query}", f"?{query}", 1)
+    # Rebuilt by replacement, not urlunsplit, which would turn "duckdb:///x" into "duckdb:/x".
+    return redacted
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -297,7 +305,9 @@ def load_config(
     Every problem ends in a :class:`ConfigError` with one sentence naming the key.
     """
     if env not in ENVIRONMENTS:
-        raise ConfigError(f"unknown environment '{env}'; expected one of: {', '.join(ENVIRONMENTS)}.")
+        raise ConfigError(
+            f"unknown environment '{env}'; expected one of: {', '.join(ENVIRONMENTS)}."
+        )
     if job is not None and job not in JOB_NAMES:
         raise ConfigError(f"unknown job '{job}'; expected one of: {', '.join(JOB_NAMES)}.")
     root = (project_root if project_root is not None else Path.cwd()).resolve()
@@ -368,7 +378,7 @@ def _merge_and_resolve(
     try:
         # env first, so it leads the document and ${env} works in every file.
         configs = [OmegaConf.create({"env": env})]
-        configs += [OmegaConf.create(_plain(data)) for _, data in layers]
+        configs += [OmegaConf.create(_plain_mapping(data)) for _, data in layers]
         merged = OmegaConf.merge(*configs)
         merged.env = env  # an override cannot switch environments
     except OmegaConfBaseException as exc:
@@ -387,13 +397,17 @@ def _merge_and_resolve(
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{source}: {_key_of(exc)}: {_first_line(exc)}.") from None
     assert isinstance(resolved, dict)
-    return resolved
+    return {str(key): value for key, value in resolved.items()}
+
+
+def _plain_mapping(data: Mapping[Any, object]) -> dict[Any, object]:
+    return {key: _plain(child) for key, child in data.items()}
 
 
 def _plain(value: object) -> object:
     # Run config may arrive as read-only mappings or tuples; OmegaConf wants dicts and lists.
     if isinstance(value, Mapping):
-        return {key: _plain(child) for key, child in value.items()}
+        return _plain_mapping(value)
     if isinstance(value, list | tuple):
         return [_plain(child) for child in value]
     return value

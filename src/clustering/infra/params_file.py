@@ -11,10 +11,8 @@ from clustering.core.errors import ConfigError
 from clustering.core.params import PipelineParams, parse_params
 
 
-def load_params_file(path: Path | None) -> PipelineParams:
-    """Read ``path`` (YAML or JSON mapping); defaults when ``path`` is None."""
-    if path is None:
-        return PipelineParams()
+def read_params_file(path: Path) -> dict[str, object]:
+    """The mapping in ``path`` (YAML or JSON), checked against :class:`PipelineParams`."""
     if not path.is_file():
         raise ConfigError(f"parameters file '{path}' does not exist.")
     text = path.read_text(encoding="utf-8")
@@ -25,4 +23,12 @@ def load_params_file(path: Path | None) -> PipelineParams:
         raise ConfigError(f"parameters file '{path}' cannot be parsed: {first_line}.") from None
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"parameters file '{path}' must hold a mapping of parameter names.")
-    return parse_params(raw, source=f"parameters file '{path}'")
+    parse_params(raw, source=f"parameters file '{path}'")
+    return raw or {}
+
+
+def load_params_file(path: Path | None) -> PipelineParams:
+    """Read ``path`` (YAML or JSON mapping) into parameters; defaults when ``path`` is None."""
+    if path is None:
+        return PipelineParams()
+    return parse_params(read_params_file(path), source=f"parameters file '{path}'")

@@ -1,0 +1,389 @@
+"""Environment configuration: layers, interpolation, .env files, and one sentence per mistake."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clustering.core.errors import ConfigError
+from clustering.core.params import PipelineParams
+from clustering.infra import config as config_module
+from clustering.infra.config import (
+    DEFAULT_CONFIG_DIR,
+    JOB_NAMES,
+    AppConfig,
+    load_config,
+    redact_url,
+)
+
+STAGING_VARS = {
+    "CLUSTERING_STAGING_RAW_DIR": "/srv/staging/raw",
+    "CLUSTERING_STAGING_OUTPUT_DIR": "/srv/staging/out",
+}
+PROD_VARS = {
+    "CLUSTERING_PROD_INPUT_URL": "postgresql://clustering:s3cret@db.internal:5432/retail",
+    "CLUSTERING_PROD_OUTPUT_DIR": "/srv/prod/out",
+    "CLUSTERING_PROD_SMTP_HOST": "smtp.internal",
+    "CLUSTERING_PROD_ALERT_RECIPIENTS": "category-team@example.com, ops@example.com",
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No CLUSTERING_* variable from the developer's shell; os.environ restored afterwards."""
+    saved = dict(os.environ)
+    for name in list(os.environ):
+        if name.startswith("CLUSTERING_"):
+            del os.environ[name]
+    monkeypatch.setattr(config_module, "_dotenv_written", {})
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def set_vars(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def config_dir_with(tmp_path: Path, files: dict[str, str]) -> Path:
+    """The shipped config folder copied to tmp_path, with ``files`` written over it."""
+    folder = tmp_path / "configs"
+    shutil.copytree(DEFAULT_CONFIG_DIR, folder)
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def error_of(**kwargs: object) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(**kwargs)  # type: ignore[arg-type]
+    return str(caught.value)
+
+
+# --- the three environments ----------------------------------------------------------------
+
+
+def test_dev_loads_with_no_variables_and_resolves_paths_against_project_root(
+    tmp_path: Path,
+) -> None:
+    config = load_config("dev", project_root=tmp_path)
+    assert config.env == "dev"
+    assert config.paths.raw_dir == tmp_path / "data/raw"
+    assert config.paths.internal_sales == str(tmp_path / "data/raw/internal_sales.parquet")
+    assert config.paths.need_states == str(tmp_path / "data/raw/need_state.csv")
+    assert config.paths.external == [str(tmp_path / "data/raw/external_sales.parquet")]
+    assert config.paths.duckdb_path == tmp_path / "outputs/clustering_dev.duckdb"
+    assert config.paths.exports_dir == tmp_path / "outputs/dev"
+    assert config.paths.storage_dir == tmp_path / "storage/dev"
+    assert config.logging.file == tmp_path / "logs/dev.log"
+    assert config.inputs.backend_url is None
+    assert [channel.type for channel in config.alerts.channels] == ["log"]
+    assert config.dagster.schedules.running_by_default is False
+    assert config.dagster.max_concurrent_duckdb_writes == 1
+
+
+def test_dev_raw_dir_comes_from_clustering_raw_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLUSTERING_RAW_DIR", "shared/raw")
+    config = load_config("dev", project_root=tmp_path)
+    assert config.paths.raw_dir == tmp_path / "shared/raw"
+    assert config.paths.internal_sales == str(tmp_path / "shared/raw/internal_sales.parquet")
+
+
+def test_staging_reads_and_writes_where_the_variables_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_vars(monkeypatch, STAGING_VARS)
+    config = load_config("staging", project_root=tmp_path)
+    assert config.paths.raw_dir == Path("/srv/staging/raw")
+    assert config.paths.need_states == "/srv/staging/raw/need_state.csv"
+    assert config.paths.duckdb_path == Path("/srv/staging/out/clustering_staging.duckdb")
+    assert config.paths.exports_dir == Path("/srv/staging/out/staging")
+    assert config.paths.storage_dir == Path("/srv/staging/out/storage")
+    assert config.inputs.backend_url is None  # optional: files unless an input URL is given
+    assert config.alerts.ui_base_url == ""  # '' default stays a string, not None
+    assert config.dagster.schedules.running_by_default is False
+
+    monkeypatch.setenv("CLUSTERING_STAGING_INPUT_URL", "postgresql://reader@db/retail")
+    config = load_config("staging", project_root=tmp_path)
+    assert config.inputs.backend_url == "postgresql://reader@db/retail"
+    assert "internal sales: table internal_sales via postgresql://reader@db/retail" in (
+        config.describe_sources()
+    )
+
+
+def test_prod_reads_a_database_and_alerts_by_email_and_webhook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_vars(monkeypatch, PROD_VARS)
+    config = load_config("prod", project_root=tmp_path)
+    assert config.inputs.backend_url == PROD_VARS["CLUSTERING_PROD_INPUT_URL"]
+    assert config.paths.duckdb_path == Path("/srv/prod/out/clustering_prod.duckdb")
+    assert config.paths.raw_dir == Path("/srv/prod/out/raw")
+    assert config.dagster.schedules.running_by_default is True
+    log, email, webhook = config.alerts.channels
+    assert (log.type, email.type, webhook.type) == ("log", "email", "webhook")
+    assert email.smtp_host == "smtp.internal"
+    assert email.smtp_port == 587
+    assert email.recipients == ["category-team@example.com", "ops@example.com"]
+    assert email.password_env == "CLUSTERING_SMTP_PASSWORD"  # a name, never the secret
+    assert webhook.url_env == "CLUSTERING_ALERT_WEBHOOK_URL"
+    # The password in the input URL shows neither in logs nor in repr().
+    sources = config.describe_sources()
+    assert "s3cret" not in sources
+    assert "s3cret" not in repr(config)
+    assert "table internal_sales via postgresql://clustering:***@db.internal:5432/retail" in (
+        sources
+    )
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_params_are_the_documented_defaults(
+    env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_vars(monkeypatch, STAGING_VARS | PROD_VARS)
+    assert load_config(env, project_root=tmp_path).params == PipelineParams()
+
+
+@pytest.mark.parametrize("job", JOB_NAMES)
+def test_every_job_config_is_valid_and_keeps_default_params(job: str, tmp_path: Path) -> None:
+    config = load_config("dev", job, project_root=tmp_path)
+    assert config.params == PipelineParams()
+
+
+# --- missing variables ---------------------------------------------------------------------
+
+
+def test_missing_variable_names_the_variable_and_the_key(tmp_path: Path) -> None:
+    assert error_of(env="staging", project_root=tmp_path) == (
+        "config for env 'staging': environment variable CLUSTERING_STAGING_RAW_DIR is not set "
+        "(needed by paths.raw_dir)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("unset", "key"),
+    [
+        # raw_dir's default refers to outputs_dir: the key to blame is the one reading the variable.
+        ("CLUSTERING_PROD_OUTPUT_DIR", "paths.outputs_dir"),
+        ("CLUSTERING_PROD_INPUT_URL", "inputs.backend_url"),
+        ("CLUSTERING_PROD_SMTP_HOST", "alerts.channels.1.smtp_host"),
+    ],
+)
+def test_missing_prod_variable_names_the_key_that_reads_it(
+    unset: str, key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_vars(monkeypatch, {k: v for k, v in PROD_VARS.items() if k != unset})
+    assert error_of(env="prod", project_root=tmp_path) == (
+        f"config for env 'prod': environment variable {unset} is not set (needed by {key})."
+    )
+
+
+def test_variable_set_to_empty_is_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_vars(monkeypatch, STAGING_VARS | {"CLUSTERING_STAGING_RAW_DIR": ""})
+    assert error_of(env="staging", project_root=tmp_path) == (
+        "config for env 'staging' (base.yml < staging.yml): paths.raw_dir: must not be empty."
+    )
+
+
+# --- .env files ----------------------------------------------------------------------------
+
+
+def test_dotenv_files_fill_in_and_the_real_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text(
+        "CLUSTERING_STAGING_RAW_DIR=from-dotenv/raw\nCLUSTERING_STAGING_OUTPUT_DIR=dotenv-out\n"
+    )
+    # .env.<env> is more specific than .env.
+    (tmp_path / ".env.staging").write_text("CLUSTERING_STAGING_OUTPUT_DIR=staging-out\n")
+    config = load_config("staging", project_root=tmp_path)
+    assert config.paths.raw_dir == tmp_path / "from-dotenv/raw"
+    assert config.paths.outputs_dir == tmp_path / "staging-out"
+
+    monkeypatch.setenv("CLUSTERING_STAGING_OUTPUT_DIR", "/real/out")
+    config = load_config("staging", project_root=tmp_path)
+    assert config.paths.outputs_dir == Path("/real/out")
+
+
+def test_dotenv_values_of_one_environment_do_not_leak_into_another(tmp_path: Path) -> None:
+    (tmp_path / ".env.dev").write_text("CLUSTERING_RAW_DIR=dev-raw\n")
+    (tmp_path / ".env.staging").write_text(
+        "CLUSTERING_STAGING_RAW_DIR=/s/raw\nCLUSTERING_STAGING_OUTPUT_DIR=/s/out\n"
+        "CLUSTERING_RAW_DIR=staging-raw\n"
+    )
+    load_config("staging", project_root=tmp_path)
+    # Written to the process environment so secrets named in the config can be read later.
+    assert os.environ["CLUSTERING_STAGING_OUTPUT_DIR"] == "/s/out"
+    config = load_config("dev", project_root=tmp_path)
+    assert config.paths.raw_dir == tmp_path / "dev-raw"
+    assert "CLUSTERING_STAGING_OUTPUT_DIR" not in os.environ
+
+
+# --- layers --------------------------------------------------------------------------------
+
+
+def test_job_config_overrides_env_and_overrides_win_over_job_config(tmp_path: Path) -> None:
+    folder = config_dir_with(
+        tmp_path,
+        {
+            "job_configs/internal_clustering_job.yml": (
+                "params:\n  internal_clustering:\n    max_k: 12\n    min_k: 3\n"
+                "logging:\n  level: DEBUG\n"
+            )
+        },
+    )
+    config = load_config("dev", "internal_clustering_job", project_root=tmp_path, config_dir=folder)
+    assert config.params.internal_clustering.max_k == 12
+    assert config.params.internal_clustering.min_k == 3
+    assert config.logging.level == "DEBUG"
+    assert config.params.external_clustering == PipelineParams().external_clustering
+
+    config = load_config(
+        "dev",
+        "internal_clustering_job",
+        {"params": {"internal_clustering": {"max_k": 8}}},
+        project_root=tmp_path,
+        config_dir=folder,
+    )
+    assert config.params.internal_clustering.max_k == 8
+    assert config.params.internal_clustering.min_k == 3  # the job file's value is kept
+    # Another job does not see internal_clustering_job's file.
+    other = load_config("dev", "merging_job", project_root=tmp_path, config_dir=folder)
+    assert other.params == PipelineParams()
+
+
+def test_overrides_may_refer_to_other_keys(tmp_path: Path) -> None:
+    config = load_config(
+        "dev",
+        overrides={"paths": {"need_states": "${paths.raw_dir}/ns/*.csv"}},
+        project_root=tmp_path,
+    )
+    assert config.paths.need_states == str(tmp_path / "data/raw/ns/*.csv")
+
+
+def test_env_file_overrides_base(tmp_path: Path) -> None:
+    folder = config_dir_with(tmp_path, {"dev.yml": "dagster:\n  max_concurrent_duckdb_writes: 2\n"})
+    assert (
+        load_config(
+            "dev", project_root=tmp_path, config_dir=folder
+        ).dagster.max_concurrent_duckdb_writes
+        == 2
+    )
+
+
+# --- one sentence per mistake --------------------------------------------------------------
+
+
+def test_unknown_key_names_its_full_path_and_the_merged_files(tmp_path: Path) -> None:
+    folder = config_dir_with(
+        tmp_path, {"dev.yml": "params:\n  internal_clustering:\n    max_kk: 6\n"}
+    )
+    assert error_of(env="dev", project_root=tmp_path, config_dir=folder) == (
+        "config for env 'dev' (base.yml < dev.yml): params.internal_clustering.max_kk: unknown key."
+    )
+
+
+def test_unknown_key_in_a_job_file_lists_the_job_file(tmp_path: Path) -> None:
+    folder = config_dir_with(tmp_path, {"job_configs/merging_job.yml": "paths:\n  rawdir: x\n"})
+    assert error_of(env="dev", job="merging_job", project_root=tmp_path, config_dir=folder) == (
+        "config for env 'dev' (base.yml < dev.yml < job_configs/merging_job.yml): "
+        "paths.rawdir: unknown key."
+    )
+
+
+def test_mistyped_value_names_its_path(tmp_path: Path) -> None:
+    folder = config_dir_with(
+        tmp_path, {"dev.yml": "params:\n  internal_clustering:\n    max_k: ten\n"}
+    )
+    assert error_of(env="dev", project_root=tmp_path, config_dir=folder) == (
+        "config for env 'dev' (base.yml < dev.yml): params.internal_clustering.max_k: "
+        "Input should be a valid integer, unable to parse string as an integer."
+    )
+
+
+def test_bad_override_names_overrides_in_the_file_set(tmp_path: Path) -> None:
+    message = error_of(
+        env="dev",
+        overrides={"params": {"merging": {"min_cluster_size": 0}}},
+        project_root=tmp_path,
+    )
+    assert message == (
+        "config for env 'dev' (base.yml < dev.yml < overrides): "
+        "params.merging.min_cluster_size: Input should be greater than or equal to 1."
+    )
+
+
+def test_unknown_environment() -> None:
+    assert error_of(env="qa") == "unknown environment 'qa'; expected one of: dev, staging, prod."
+
+
+def test_unknown_job() -> None:
+    assert error_of(env="dev", job="nightly_job").startswith(
+        "unknown job 'nightly_job'; expected one of: internal_preprocessing_job,"
+    )
+
+
+def test_secret_value_instead_of_a_variable_name_is_rejected(tmp_path: Path) -> None:
+    folder = config_dir_with(
+        tmp_path,
+        {
+            "dev.yml": (
+                "alerts:\n  channels:\n    - type: log\n    - type: webhook\n"
+                "      url_env: https://hooks.example.com/T000/abc\n"
+            )
+        },
+    )
+    assert error_of(env="dev", project_root=tmp_path, config_dir=folder) == (
+        "config for env 'dev' (base.yml < dev.yml): alerts.channels.1.url_env: must be the name "
+        "of an environment variable holding the secret, not the secret."
+    )
+
+
+def test_channel_missing_its_settings(tmp_path: Path) -> None:
+    folder = config_dir_with(
+        tmp_path, {"dev.yml": "alerts:\n  channels:\n    - type: email\n      smtp_host: mail\n"}
+    )
+    assert error_of(env="dev", project_root=tmp_path, config_dir=folder) == (
+        "config for env 'dev' (base.yml < dev.yml): alerts.channels.0: "
+        "email channel needs recipients and sender."
+    )
+
+
+def test_unparsable_or_duplicate_yaml_names_the_file(tmp_path: Path) -> None:
+    folder = config_dir_with(tmp_path, {"dev.yml": "paths:\n  raw_dir: a\n  raw_dir: b\n"})
+    message = error_of(env="dev", project_root=tmp_path, config_dir=folder)
+    assert message.startswith("config file 'dev.yml' cannot be parsed:")
+    assert "key 'raw_dir' is given twice" in message
+
+
+def test_config_is_frozen(tmp_path: Path) -> None:
+    config = load_config("dev", project_root=tmp_path)
+    assert isinstance(config, AppConfig)
+    with pytest.raises(ValueError, match="frozen"):
+        config.paths.raw_dir = tmp_path  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql://u:pw@h:5432/db?sslmode=require",
+            "postgresql://u:***@h:5432/db?sslmode=require",
+        ),
+        ("postgres://u@h/db", "postgres://u@h/db"),
+        ("duckdb:///data/warehouse.db", "duckdb:///data/warehouse.db"),
+        (
+            "snowflake://u@acct/db?token=abc&warehouse=w",
+            "snowflake://u@acct/db?token=***&warehouse=w",
+        ),
+    ],
+)
+def test_urls_in_logs_hide_passwords(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
