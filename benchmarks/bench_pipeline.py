@@ -25,10 +25,10 @@ from typing import TypeVar
 import pandas as pd
 import pyarrow.parquet as pq
 
-from clustering.core.engine import cluster_categories, merge_all
+from clustering.core.engine import merge_all
 from clustering.core.external_preprocessing import combine_external_sources
 from clustering.core.params import PipelineParams
-from clustering.core.pipeline import preprocess_internal
+from clustering.core.pipeline import cluster_all, preprocess_internal
 from clustering.io.readers import (
     connect,
     read_external_sources,
@@ -116,23 +116,15 @@ def bench_preset(preset: str, workers: int | None, keep: Path | None) -> None:
         sources = read_external_sources(con, [folder / "external_sales.parquet"])
         external_features = combine_external_sources(sources, params.external)
 
-        def cluster_all() -> tuple[object, object]:
-            external = cluster_categories(
-                {"external": external_features.features},
-                params.external_features,
-                params.external_clustering,
-                workers=1,
-            )["external"]
-            internal = cluster_categories(
-                matrices, params.internal_features, params.internal_clustering, workers=workers
-            )
-            return internal, external
-
-        internal, external = measure("features + choose k + clustering", rows, cluster_all)
+        internal, external = measure(
+            "features + choose k + clustering",
+            rows,
+            lambda: cluster_all(matrices, external_features, params),
+        )
         measure(
             "merge",
             rows,
-            lambda: merge_all(internal, external, params.merging.min_cluster_size),  # type: ignore[arg-type]
+            lambda: merge_all(internal, external, params.merging.min_cluster_size),
         )
     finally:
         if keep is None:

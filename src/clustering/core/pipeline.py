@@ -8,7 +8,7 @@ aggregation runs where the data lives) and small pandas frames for the external 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import ibis
@@ -60,6 +60,32 @@ def preprocess_internal(
     return share_matrices(shares), match_summary(sales, need_states)
 
 
+def cluster_all(
+    matrices: Mapping[str, pd.DataFrame],
+    external_features: ExternalFeatures,
+    params: PipelineParams,
+    progress: Progress | None = None,
+) -> tuple[dict[str, ClusteredSet], ClusteredSet | None]:
+    """Cluster every category's share matrix and, if there are any, the external features."""
+    external: ClusteredSet | None = None
+    if len(external_features.features):
+        external = cluster_categories(
+            {"external": external_features.features},
+            params.external_features,
+            params.external_clustering,
+            workers=1,
+        )["external"]
+        _note(progress, f"external clustering: k={external.result.k}")
+    internal = cluster_categories(
+        matrices,
+        params.internal_features,
+        params.internal_clustering,
+        workers=params.workers,
+        progress=progress,
+    )
+    return internal, external
+
+
 def run_pipeline(
     sales: ibis.Table,
     need_states: ibis.Table,
@@ -84,22 +110,7 @@ def run_pipeline(
     _note(progress, coverage.describe())
 
     start = time.perf_counter()
-    external: ClusteredSet | None = None
-    if len(external_features.features):
-        external = cluster_categories(
-            {"external": external_features.features},
-            params.external_features,
-            params.external_clustering,
-            workers=1,
-        )["external"]
-        _note(progress, f"external clustering: k={external.result.k}")
-    internal = cluster_categories(
-        matrices,
-        params.internal_features,
-        params.internal_clustering,
-        workers=params.workers,
-        progress=progress,
-    )
+    internal, external = cluster_all(matrices, external_features, params, progress)
     seconds["clustering"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pandas as pd
 
@@ -11,34 +11,35 @@ from clustering.core.engine import ClusteredSet
 from clustering.core.pipeline import PipelineResult
 
 
-def k_curves(internal: Mapping[str, ClusteredSet], external: ClusteredSet | None) -> pd.DataFrame:
-    """Every k tried per category (and ``EXTERNAL``), its metrics, and whether it was chosen."""
-    frames = []
-    for name, clustered in sorted(internal.items()):
-        frames.append(clustered.result.k_curve.assign(SOURCE="internal", CATEGORY=name))
+def _stacked(
+    internal: Mapping[str, ClusteredSet],
+    external: ClusteredSet | None,
+    table: Callable[[ClusteredSet], pd.DataFrame],
+) -> pd.DataFrame:
+    """``table(clustered)`` for every category and the external set, led by SOURCE, CATEGORY."""
+    frames = [
+        table(clustered).assign(SOURCE="internal", CATEGORY=name)
+        for name, clustered in sorted(internal.items())
+    ]
     if external is not None:
-        frames.append(external.result.k_curve.assign(SOURCE="external", CATEGORY="EXTERNAL"))
+        frames.append(table(external).assign(SOURCE="external", CATEGORY="EXTERNAL"))
     if not frames:
         return pd.DataFrame()
-    curves = pd.concat(frames, ignore_index=True)
+    stacked = pd.concat(frames, ignore_index=True)
     leading = ["SOURCE", "CATEGORY"]
-    return curves[leading + [c for c in curves.columns if c not in leading]]
+    return stacked[leading + [c for c in stacked.columns if c not in leading]]
+
+
+def k_curves(internal: Mapping[str, ClusteredSet], external: ClusteredSet | None) -> pd.DataFrame:
+    """Every k tried per category (and ``EXTERNAL``), its metrics, and whether it was chosen."""
+    return _stacked(internal, external, lambda clustered: clustered.result.k_curve)
 
 
 def cluster_summaries(
     internal: Mapping[str, ClusteredSet], external: ClusteredSet | None
 ) -> pd.DataFrame:
     """One row per cluster: size, generated label and top features, per category."""
-    frames = []
-    for name, clustered in sorted(internal.items()):
-        frames.append(clustered.profiles.summary.assign(SOURCE="internal", CATEGORY=name))
-    if external is not None:
-        frames.append(external.profiles.summary.assign(SOURCE="external", CATEGORY="EXTERNAL"))
-    if not frames:
-        return pd.DataFrame()
-    table = pd.concat(frames, ignore_index=True)
-    leading = ["SOURCE", "CATEGORY"]
-    return table[leading + [c for c in table.columns if c not in leading]]
+    return _stacked(internal, external, lambda clustered: clustered.profiles.summary)
 
 
 def _finite(value: float) -> float | None:
