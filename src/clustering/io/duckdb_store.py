@@ -13,9 +13,13 @@ table as it was, and staging tables left by a crashed process are removed by the
 Round trip (``read_table(write_table(frame))``) gives back an equal frame, with these documented
 normalisations:
 
-- categorical columns are stored as VARCHAR and come back as ``object`` columns of ``str``;
-- missing values in ``object`` columns come back as ``None``;
+- categorical columns are stored as VARCHAR and come back as ``object`` columns of ``str``
+  (categories converted with ``str``; missing values as ``None``);
+- missing values in ``object`` columns come back as ``None`` (not NaN);
 - a non-default index is stored as leading column(s) and restored as the index.
+
+DuckDB compares names case-insensitively, even quoted ones: ``"merging"."Final"`` and
+``"merging"."FINAL"`` are the same table, and writing one replaces the other.
 
 Column labels, the index names, the name of the column index and each column's pandas dtype
 (nullable ``Int64``/``boolean``/``string``, time zones, ``float32`` ...) are kept in a JSON
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -92,6 +97,8 @@ def _is_default_index(index: pd.Index) -> bool:
 
 def _json_label(label: object, what: str) -> object:
     """Check that a column/index label can be written to JSON and come back unchanged."""
+    if isinstance(label, np.generic):
+        label = label.item()  # numpy scalars (labels of pandas Index) as plain Python values
     if label is None or isinstance(label, str | int | float | bool):
         return label
     raise UnsupportedFrameError(
@@ -104,7 +111,9 @@ def _storable_series(series: pd.Series) -> pd.Series:
     """Categoricals become object columns of ``str`` (stored as VARCHAR), missing kept missing."""
     if isinstance(series.dtype, pd.CategoricalDtype):
         categories = [str(category) for category in series.cat.categories]
-        return series.cat.rename_categories(categories).astype(object)
+        as_text = series.cat.rename_categories(categories).astype(object)
+        # None, not NaN, for missing: that is what a VARCHAR NULL reads back as.
+        return as_text.where(as_text.notna(), None)
     return series
 
 
@@ -141,9 +150,7 @@ def _flatten(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         storable = _storable_series(series)
         columns[stored] = storable
         is_index = position < len(index_names)
-        layout_columns.append(
-            {"label": None if is_index else label, "dtype": str(storable.dtype)}
-        )
+        layout_columns.append({"label": None if is_index else label, "dtype": str(storable.dtype)})
     flat = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
     columns_name = frame.columns.name
     layout = {
@@ -171,9 +178,7 @@ def _to_arrow(flat: pd.DataFrame, target: str) -> pa.Table:
     # type; VARCHAR is what any SQL reader expects.
     for position, field in enumerate(table.schema):
         if pa.types.is_null(field.type):
-            table = table.set_column(
-                position, field.name, pa.nulls(len(table), type=pa.string())
-            )
+            table = table.set_column(position, field.name, pa.nulls(len(table), type=pa.string()))
     return table
 
 
@@ -187,8 +192,10 @@ def _restore_dtype(series: pd.Series, dtype_name: str) -> pd.Series:
             # DuckDB hands TIMESTAMPTZ back as UTC (naive or aware depending on settings).
             if getattr(series.dtype, "tz", None) is None:
                 series = series.dt.tz_localize("UTC")
-            return series.dt.tz_convert(target.tz).astype(target)
-        return series.astype(target)
+            restored: pd.Series = series.dt.tz_convert(target.tz).astype(target)
+        else:
+            restored = series.astype(target)
+        return restored
     except (TypeError, ValueError):
         # Best effort: a dtype this pandas cannot rebuild keeps the values as DuckDB gave them.
         return series
@@ -211,7 +218,8 @@ def _restore(read: pd.DataFrame, layout: dict[str, Any]) -> pd.DataFrame:
         [spec["label"] for spec in specs[n_index:]], name=layout["columns_name"]
     )
     if n_index == 1:
-        frame.index = pd.Index(series[0], name=index_names[0])
+        # Index(series, name=None) would keep the stored column name: rename explicitly.
+        frame.index = pd.Index(series[0]).rename(index_names[0])
     elif n_index > 1:
         frame.index = pd.MultiIndex.from_arrays(series[:n_index], names=index_names)
     return frame
@@ -311,10 +319,10 @@ class DuckDBStore:
             for schema, table in names:
                 if str(table).startswith(STAGING_PREFIX):
                     continue
-                (rows,) = con.execute(
+                row = con.execute(
                     f"SELECT count(*) FROM {qualified_name(schema, table)}"
                 ).fetchone()
-                listed.append((str(schema), str(table), int(rows)))
+                listed.append((str(schema), str(table), int(row[0]) if row else 0))
         return listed
 
     # -- internals -------------------------------------------------------------------------
@@ -344,7 +352,9 @@ class DuckDBStore:
         """``(comment,)`` when the table exists, else None (one query answers both)."""
         row = con.execute(
             "SELECT comment FROM duckdb_tables() "
-            "WHERE database_name = current_database() AND schema_name = ? AND table_name = ?",
+            # DuckDB matches names case-insensitively, even quoted: look them up the same way.
+            "WHERE database_name = current_database() "
+            "AND lower(schema_name) = lower(?) AND lower(table_name) = lower(?)",
             [schema, table],
         ).fetchone()
         return None if row is None else (row[0],)
@@ -385,7 +395,9 @@ class DuckDBStore:
                 except BlockingIOError:
                     # flock has no timeout of its own: poll with a growing pause.
                     if time.monotonic() >= deadline:
-                        raise self._timeout_error("another step or process holds its lock") from None
+                        raise self._timeout_error(
+                            "another step or process holds its lock"
+                        ) from None
                     time.sleep(delay)
                     delay = min(delay * 2, _POLL_MAX_S)
             try:
