@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from clustering.core.errors import ConfigError
-from clustering.core.params import PipelineParams, parse_params
+from clustering.core.params import parse_params
 
 
 def read_params_file(path: Path) -> dict[str, object]:
@@ -25,10 +25,3 @@ def read_params_file(path: Path) -> dict[str, object]:
         raise ConfigError(f"parameters file '{path}' must hold a mapping of parameter names.")
     parse_params(raw, source=f"parameters file '{path}'")
     return raw or {}
-
-
-def load_params_file(path: Path | None) -> PipelineParams:
-    """Read ``path`` (YAML or JSON mapping) into parameters; defaults when ``path`` is None."""
-    if path is None:
-        return PipelineParams()
-    return parse_params(read_params_file(path), source=f"parameters file '{path}'")
