@@ -41,6 +41,9 @@ K_CURVE_COLUMNS = [
 ]
 
 
+_METRIC_NAMES = ("silhouette", "calinski_harabasz", "davies_bouldin")
+
+
 @dataclass(frozen=True)
 class ClusterResult:
     """Assignments and the evidence behind them for one feature matrix."""
@@ -197,7 +200,12 @@ def choose_k(matrix: pd.DataFrame, params: ClusteringParams) -> ClusterResult:
     centroids = (
         pd.DataFrame(values, columns=matrix.columns).groupby(labels).mean().rename_axis("CLUSTER")
     )
-    metrics = _metrics(values, labels, params)
+    if fallback is None:
+        # The chosen fit's metrics are already on the curve (relabelling changes none of them).
+        chosen_row = curve.loc[curve["k"] == chosen_k].iloc[0]
+        metrics = {name: float(chosen_row[name]) for name in _METRIC_NAMES}
+    else:
+        metrics = _metrics(values, labels, params)
     metrics["k"] = float(chosen_k)
     return ClusterResult(
         labels=pd.Series(labels, index=matrix.index.copy(), name="CLUSTER"),
@@ -220,11 +228,14 @@ def _fallback(values: np.ndarray, params: ClusteringParams) -> tuple[int, np.nda
     for k in range(min(params.min_k, n) - 1, 1, -1):
         labels = fit_labels(values, k, params)
         if len(np.unique(labels)) == k and _smallest(labels) >= params.min_cluster_size:
-            reason = (
-                f"no k in [{params.min_k}, {params.max_k}] kept every cluster at "
-                f"{params.min_cluster_size}+ stores; lowered k to {k}"
-            )
-            return k, labels, reason
+            if n <= params.min_k:
+                why = f"{n} stores are too few for min_k = {params.min_k}"
+            else:
+                why = (
+                    f"no k in [{params.min_k}, {params.max_k}] kept every cluster at "
+                    f"{params.min_cluster_size}+ stores"
+                )
+            return k, labels, f"{why}; lowered k to {k}"
     reason = (
         f"no k from 2 to {params.max_k} kept every cluster at {params.min_cluster_size}+ "
         "stores; all stores form one cluster"

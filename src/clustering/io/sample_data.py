@@ -15,16 +15,11 @@ final name (nor one that a ``*.parquet`` glob would pick up).
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clustering.core.errors import ClusteringError
@@ -40,6 +35,7 @@ from clustering.core.sample_data import (
     resolve_preset,
     truth_summary,
 )
+from clustering.io.writers import atomic_path, write_frame, write_json
 
 INTERNAL_SALES_FILE = "internal_sales.parquet"
 NEED_STATE_FILE = "need_state.csv"
@@ -93,23 +89,21 @@ def write_sample_data(
         files.append(sales_path)
 
         need_state_path = out_dir / NEED_STATE_FILE
-        with _atomic(need_state_path) as tmp:
-            need_state_map(plan).to_csv(tmp, index=False)
+        write_frame(need_state_map(plan), need_state_path)
         files.append(need_state_path)
 
         external_path = out_dir / EXTERNAL_FILE
-        _write_frame(external_features(plan), external_path)
+        write_frame(external_features(plan), external_path)
         files.append(external_path)
         report("need-state map and external features written")
 
         internal_truth_path = truth_dir / INTERNAL_TRUTH_FILE
-        _write_frame(internal_truth(plan), internal_truth_path)
+        write_frame(internal_truth(plan), internal_truth_path)
         external_truth_path = truth_dir / EXTERNAL_TRUTH_FILE
-        _write_frame(external_truth(plan), external_truth_path)
+        write_frame(external_truth(plan), external_truth_path)
         truth_json_path = truth_dir / TRUTH_JSON_FILE
         summary = truth_summary(plan) | {"sales_rows": sales_rows}
-        with _atomic(truth_json_path) as tmp:
-            tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        write_json(summary, truth_json_path)
         files += [internal_truth_path, external_truth_path, truth_json_path]
         report("planted truth written")
     except OSError as exc:
@@ -134,7 +128,7 @@ def _write_sales(path: Path, plan: SamplePlan, report: Callable[[str], None]) ->
     # About ten progress lines whatever the size.
     every = max(1, n_categories // 10)
     rows = 0
-    with _atomic(path) as tmp, pq.ParquetWriter(tmp, SALES_SCHEMA) as writer:
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, SALES_SCHEMA) as writer:
         for done, category in enumerate(plan.categories, start=1):
             table = category_sales(plan, category)
             writer.write_table(table)
@@ -142,23 +136,3 @@ def _write_sales(path: Path, plan: SamplePlan, report: Callable[[str], None]) ->
             if done % every == 0 or done == n_categories:
                 report(f"categories {done}/{n_categories} written ({rows:,} sales rows)")
     return rows
-
-
-def _write_frame(frame: pd.DataFrame, path: Path) -> None:
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    with _atomic(path) as tmp:
-        pq.write_table(table, tmp)
-
-
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """Yield a hidden temporary path next to ``path``; rename it to ``path`` on success.
-
-    The rename is atomic within a folder, so readers see either the old file or the new one.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

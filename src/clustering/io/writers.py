@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,21 +30,13 @@ def atomic_path(target: Path) -> Iterator[Path]:
 
 def write_frame(frame: pd.DataFrame, target: Path) -> Path:
     """Write ``frame`` as Parquet or CSV (by suffix), atomically."""
-    writer: Callable[[Path], object]
-    if target.suffix == ".parquet":
-
-        def writer(path: Path) -> object:
-            return frame.to_parquet(path, index=False)
-
-    elif target.suffix == ".csv":
-
-        def writer(path: Path) -> object:
-            return frame.to_csv(path, index=False)
-
-    else:
+    if target.suffix not in (".parquet", ".csv"):
         raise ValueError(f"cannot write '{target}': expected a .parquet or .csv name")
     with atomic_path(target) as tmp:
-        writer(tmp)
+        if target.suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
     return target
 
 
