@@ -25,10 +25,9 @@ from typing import TypeVar
 import pandas as pd
 import pyarrow.parquet as pq
 
-from clustering.core.engine import merge_all
 from clustering.core.external_preprocessing import combine_external_sources
 from clustering.core.params import PipelineParams
-from clustering.core.pipeline import cluster_all, preprocess_internal
+from clustering.core.pipeline import cluster_all, merge_clustered, preprocess_internal
 from clustering.io.readers import (
     connect,
     read_external_sources,
@@ -124,7 +123,7 @@ def bench_preset(preset: str, workers: int | None, keep: Path | None) -> None:
         measure(
             "merge",
             rows,
-            lambda: merge_all(internal, external, params.merging.min_cluster_size),
+            lambda: merge_clustered(internal, external, params),
         )
     finally:
         if keep is None:

@@ -194,18 +194,26 @@ def choose_k(matrix: pd.DataFrame, params: ClusteringParams) -> ClusterResult:
         labels = fits[chosen_k]
     else:
         chosen_k, labels, fallback = _fallback(values, params)
+        # The fallback k lies outside the range tried; record it so the curve shows the choice.
+        fallback_row = {"k": chosen_k, **_metrics(values, labels, params)}
+        fallback_row.update(
+            inertia=_inertia(values, labels),
+            smallest_cluster=_smallest(labels),
+            admissible=True,
+            score=np.nan,
+            chosen=False,
+        )
+        first = pd.DataFrame([fallback_row], columns=K_CURVE_COLUMNS)
+        curve = pd.concat([first, curve], ignore_index=True) if len(curve) else first
 
     curve.loc[curve["k"] == chosen_k, "chosen"] = True
     labels = canonical_labels(values, labels)
     centroids = (
         pd.DataFrame(values, columns=matrix.columns).groupby(labels).mean().rename_axis("CLUSTER")
     )
-    if fallback is None:
-        # The chosen fit's metrics are already on the curve (relabelling changes none of them).
-        chosen_row = curve.loc[curve["k"] == chosen_k].iloc[0]
-        metrics = {name: float(chosen_row[name]) for name in _METRIC_NAMES}
-    else:
-        metrics = _metrics(values, labels, params)
+    # The chosen fit's metrics are already on the curve (relabelling changes none of them).
+    chosen_row = curve.loc[curve["k"] == chosen_k].iloc[0]
+    metrics = {name: float(chosen_row[name]) for name in _METRIC_NAMES}
     metrics["k"] = float(chosen_k)
     return ClusterResult(
         labels=pd.Series(labels, index=matrix.index.copy(), name="CLUSTER"),

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pandas as pd
 
@@ -21,6 +22,8 @@ from clustering.core.params import ClusteringParams, FeatureParams
 from clustering.core.profiles import ClusterProfiles, describe_clusters
 
 Progress = Callable[[str], None]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,49 @@ def resolve_workers(workers: int | None, tasks: int) -> int:
     return max(1, min(available, tasks))
 
 
+def map_categories(
+    function: Callable[..., R],
+    items: Mapping[str, T],
+    *args: object,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    describe: Callable[[str, R], str] | None = None,
+) -> dict[str, R]:
+    """``function(name, item, *args)`` for every category, in parallel processes; sorted by name.
+
+    ``function`` must be importable by name (a module-level function). With more than one worker
+    the pool's processes are started by a fork server: forking a process that already ran OpenMP
+    or DuckDB threads can hang the child.
+    """
+    names = sorted(items)
+    n_workers = resolve_workers(workers, len(names))
+    results: dict[str, R] = {}
+
+    def report(name: str, value: R) -> None:
+        results[name] = value
+        if progress is not None:
+            detail = f": {describe(name, value)}" if describe else f": {name}"
+            progress(f"{len(results)}/{len(names)}{detail}")
+
+    if n_workers == 1:
+        for name in names:
+            report(name, function(name, items[name], *args))
+    else:
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
+            futures = {name: pool.submit(function, name, items[name], *args) for name in names}
+            for name, future in futures.items():
+                report(name, future.result())
+    return {name: results[name] for name in names}
+
+
+def describe_result(name: str, result: ClusterResult | ClusteredSet) -> str:
+    """``"CANDY/SNACKS k=4"`` plus the fallback reason, for progress lines."""
+    cluster_result = result.result if isinstance(result, ClusteredSet) else result
+    note = f" ({cluster_result.fallback})" if cluster_result.fallback else ""
+    return f"{name} k={cluster_result.k}{note}"
+
+
 def cluster_categories(
     tables: Mapping[str, pd.DataFrame],
     feature_params: FeatureParams,
@@ -65,59 +111,46 @@ def cluster_categories(
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> dict[str, ClusteredSet]:
-    """Cluster every category's table; results in sorted category order.
+    """Features, k selection and profiles for every category's table, in parallel."""
+    return map_categories(
+        cluster_feature_table,
+        tables,
+        feature_params,
+        clustering_params,
+        workers=workers,
+        progress=progress,
+        describe=describe_result,
+    )
 
-    With more than one worker the categories run in a pool of processes started by a fork
-    server (forking a process that already ran OpenMP or DuckDB threads can hang the child).
-    """
-    names = sorted(tables)
-    n_workers = resolve_workers(workers, len(names))
-    results: dict[str, ClusteredSet] = {}
 
-    def report(done: ClusteredSet) -> None:
-        results[done.name] = done
-        if progress is not None:
-            note = f" ({done.result.fallback})" if done.result.fallback else ""
-            progress(f"clustered {len(results)}/{len(names)}: {done.name} k={done.result.k}{note}")
-
-    if n_workers == 1:
-        for name in names:
-            report(cluster_feature_table(name, tables[name], feature_params, clustering_params))
-    else:
-        context = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
-            futures = [
-                pool.submit(
-                    cluster_feature_table, name, tables[name], feature_params, clustering_params
-                )
-                for name in names
-            ]
-            for future in futures:
-                report(future.result())
-    return {name: results[name] for name in names}
+def choose_k_named(name: str, matrix: pd.DataFrame, params: ClusteringParams) -> ClusterResult:
+    """:func:`choose_k` with the category name first, for :func:`map_categories`."""
+    return choose_k(matrix, params)
 
 
 def merge_all(
-    internal: Mapping[str, ClusteredSet],
-    external: ClusteredSet | None,
+    internal_labels: Mapping[str, pd.Series],
+    internal_matrices: Mapping[str, pd.DataFrame],
+    external_labels: pd.Series | None,
+    external_matrix: pd.DataFrame | None,
     min_cluster_size: int,
 ) -> tuple[pd.DataFrame, list[MergeSummary]]:
-    """The final table (one row per store × category) and a merge summary per category."""
-    if external is not None:
-        external_labels = external.labels
-        external_matrix = external.features.matrix
-    else:
+    """The final table (one row per store × category) and a merge summary per category.
+
+    Labels and matrices are indexed by ``STORE_NBR``; the external ones cover every store with
+    external features, or are None when there are none.
+    """
+    if external_labels is None or external_matrix is None:
         external_labels = pd.Series(dtype="Int64")
         external_matrix = pd.DataFrame()
     frames = []
     summaries = []
-    for category in sorted(internal):
-        clustered = internal[category]
+    for category in sorted(internal_labels):
         frame, summary = merge_category(
             category,
-            clustered.labels,
+            internal_labels[category],
             external_labels,
-            clustered.features.matrix,
+            internal_matrices[category],
             external_matrix,
             min_cluster_size,
         )

@@ -64,6 +64,9 @@ class ClusteringParams(_Params):
     # 2,000 stores picked the same k as the full 10k silhouette here, at 1/25 of the cost.
     silhouette_sample_size: int = Field(2000, ge=100, le=5000)
     silhouette_seeds: int = Field(3, ge=1, description="Sampled silhouette is averaged over these.")
+    silhouette_floor: float = Field(
+        0.1, ge=-1.0, le=1.0, description="A chosen k scoring below this raises a quality warning."
+    )
 
     @model_validator(mode="after")
     def _k_range(self) -> ClusteringParams:

@@ -86,6 +86,19 @@ def cluster_all(
     return internal, external
 
 
+def merge_clustered(
+    internal: Mapping[str, ClusteredSet], external: ClusteredSet | None, params: PipelineParams
+) -> tuple[pd.DataFrame, list[MergeSummary]]:
+    """Merge clustered categories with the external clusters into the final table."""
+    return merge_all(
+        {name: clustered.labels for name, clustered in internal.items()},
+        {name: clustered.features.matrix for name, clustered in internal.items()},
+        external.labels if external else None,
+        external.features.matrix if external else None,
+        params.merging.min_cluster_size,
+    )
+
+
 def run_pipeline(
     sales: ibis.Table,
     need_states: ibis.Table,
@@ -114,7 +127,7 @@ def run_pipeline(
     seconds["clustering"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    final, merges = merge_all(internal, external, params.merging.min_cluster_size)
+    final, merges = merge_clustered(internal, external, params)
     seconds["merging"] = time.perf_counter() - start
     _note(progress, f"merging: {len(final)} store × category rows")
 

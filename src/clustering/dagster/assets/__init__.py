@@ -1,1 +1,24 @@
-"""assets layer."""
+"""Every asset and asset check of the pipeline, in four groups: preprocessing,
+internal_clustering, external_clustering and merging."""
+
+from clustering.dagster.assets.clustering import (
+    external_clustering_assets,
+    internal_clustering_assets,
+)
+from clustering.dagster.assets.merging import merging_assets
+from clustering.dagster.assets.preprocessing import (
+    external_store_features,
+    internal_need_state_sales,
+    need_state_map,
+)
+
+ALL_ASSETS = [
+    need_state_map,
+    internal_need_state_sales,
+    external_store_features,
+    *internal_clustering_assets,
+    *external_clustering_assets,
+    *merging_assets,
+]
+
+__all__ = ["ALL_ASSETS"]

@@ -1,1 +1,66 @@
-"""jobs layer."""
+"""The six jobs. Each selects the assets of one stage, so it runs on its own once its upstream
+has been materialized (it reads the persisted upstream from the warehouse)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+JOB_ASSETS: dict[str, list[str]] = {
+    "internal_preprocessing_job": ["need_state_map", "internal_need_state_sales"],
+    "internal_clustering_job": [
+        "internal_features",
+        "internal_models",
+        "internal_assignments",
+        "internal_centroids",
+        "internal_profiles",
+    ],
+    "external_preprocessing_job": ["external_store_features"],
+    "external_clustering_job": [
+        "external_features",
+        "external_models",
+        "external_assignments",
+        "external_centroids",
+        "external_profiles",
+    ],
+    "merging_job": ["final_store_clusters", "merging_summary"],
+}
+
+JOB_DESCRIPTIONS = {
+    "internal_preprocessing_job": "Validate the need-state map and aggregate sales to need-state "
+    "shares per category and store.",
+    "internal_clustering_job": "Features, k selection, clusters and profiles per category from "
+    "need-state shares.",
+    "external_preprocessing_job": "Join the external store-feature sources; keep numeric features.",
+    "external_clustering_job": "Features, k selection, clusters and profiles from external "
+    "store features.",
+    "merging_job": "Demand clusters (external × internal), small ones folded into the nearest "
+    "large one; the final store × category table.",
+    "full_pipeline_job": "Every stage, from raw inputs to the final store × category table.",
+}
+
+#: Names the command line also accepts, from the reference system.
+JOB_ALIASES = {
+    "internal_ml_job": "internal_clustering_job",
+    "external_ml_job": "external_clustering_job",
+}
+
+#: The job that materializes each asset, for "run X first" messages.
+PRODUCING_JOBS = {asset: job for job, assets in JOB_ASSETS.items() for asset in assets}
+
+
+def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
+    """One job per stage plus ``full_pipeline_job``."""
+    jobs = [
+        dg.define_asset_job(
+            name, selection=dg.AssetSelection.assets(*assets), description=JOB_DESCRIPTIONS[name]
+        )
+        for name, assets in JOB_ASSETS.items()
+    ]
+    jobs.append(
+        dg.define_asset_job(
+            "full_pipeline_job",
+            selection=dg.AssetSelection.all(),
+            description=JOB_DESCRIPTIONS["full_pipeline_job"],
+        )
+    )
+    return jobs
