@@ -40,8 +40,8 @@ data: $(STAMP)  ## generate sample data (PRESET=small|medium|large) into data/ra
 		exit 1; \
 	fi
 
-run: data  ## set up, generate sample data if missing, run the full pipeline, print where the results are
-	CLUSTERING_RAW_DIR=$(RAW_DIR) $(BIN)/python -m clustering cluster --env $(ENV) --raw-dir $(RAW_DIR)
+run: data  ## set up, generate sample data if missing, run full_pipeline_job through Dagster, print where the results are
+	CLUSTERING_RAW_DIR=$(RAW_DIR) $(BIN)/python -m clustering run full_pipeline_job --env $(ENV)
 
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check src tests scripts benchmarks

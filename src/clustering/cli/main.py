@@ -83,6 +83,48 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     cluster.add_argument("--params", type=Path, help="YAML or JSON file of pipeline parameters")
     cluster.add_argument("--workers", type=int, help="processes for per-category work")
+
+    run = commands.add_parser(
+        "run",
+        help="run a Dagster job against the project's Dagster instance",
+        description=(
+            "Run one Dagster job in this process against the project's Dagster instance "
+            "($DAGSTER_HOME, or dagster_home/ here), so the run shows in the Dagster UI later. "
+            "Prints each step as it starts and finishes, then what was written where. Exit "
+            "status: 0 success, 1 the run failed, 2 usage or configuration error."
+        ),
+    )
+    run.add_argument(
+        "job",
+        metavar="JOB",
+        help="job to run (list them with `jobs`); internal_ml_job and external_ml_job are "
+        "accepted for internal_clustering_job and external_clustering_job",
+    )
+    run.add_argument(
+        "--env",
+        default=os.environ.get("CLUSTERING_ENV", "dev"),
+        choices=["dev", "staging", "prod"],
+        help="environment whose configuration the job uses (default: $CLUSTERING_ENV or dev)",
+    )
+    run.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="tag the run (repeatable); clustering/env=ENV is always added",
+    )
+
+    jobs = commands.add_parser(
+        "jobs",
+        help="list the Dagster jobs",
+        description="List the Dagster jobs `run` accepts, with their descriptions.",
+    )
+    jobs.add_argument(
+        "--env",
+        default=os.environ.get("CLUSTERING_ENV", "dev"),
+        choices=["dev", "staging", "prod"],
+        help="environment whose definitions are listed (default: $CLUSTERING_ENV or dev)",
+    )
     return parser
 
 
@@ -137,6 +179,18 @@ def _cluster(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run(args: argparse.Namespace) -> int:
+    from clustering.cli.run import run_job
+
+    return run_job(args.job, args.env, args.tag)
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from clustering.cli.run import jobs_command
+
+    return jobs_command(args.env)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the process exit code."""
     parser = _build_parser()
@@ -144,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    handlers = {"generate-data": _generate_data, "cluster": _cluster}
+    handlers = {"generate-data": _generate_data, "cluster": _cluster, "run": _run, "jobs": _jobs}
     try:
         return handlers[args.command](args)
     except ConfigError as exc:

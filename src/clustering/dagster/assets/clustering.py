@@ -14,7 +14,7 @@ import pandas as pd
 from clustering.core.engine import choose_k_named, describe_result, map_categories
 from clustering.core.features import engineer_features
 from clustering.core.internal_preprocessing import share_matrices
-from clustering.core.params import ClusteringParams, FeatureParams
+from clustering.core.params import ClusteringParams, FeatureParams, PipelineParams
 from clustering.core.plots import cluster_sizes_png, k_curve_png, markdown_image
 from clustering.core.tables import (
     assignment_table,
@@ -32,10 +32,10 @@ from clustering.core.tables import (
 )
 from clustering.dagster.assets.common import (
     ClusteringRunConfig,
+    load_settings,
     preview,
     progress_to,
     store_metadata,
-    user_errors,
 )
 from clustering.dagster.resources.config import ClusteringConfigResource
 
@@ -43,17 +43,21 @@ Kind = Literal["internal", "external"]
 FrameSource = Callable[[pd.DataFrame], dict[str, pd.DataFrame]]
 
 
-def _feature_params(settings: ClusteringConfigResource, kind: Kind, job: str) -> FeatureParams:
-    params = settings.load(job=job).params
+def _feature_params(params: PipelineParams, kind: Kind) -> FeatureParams:
     return params.internal_features if kind == "internal" else params.external_features
 
 
-def _clustering_params(
-    settings: ClusteringConfigResource, kind: Kind, job: str
-) -> tuple[ClusteringParams, int | None]:
-    params = settings.load(job=job).params
-    chosen = params.internal_clustering if kind == "internal" else params.external_clustering
-    return chosen, params.workers
+def _clustering_params(params: PipelineParams, kind: Kind) -> ClusteringParams:
+    return params.internal_clustering if kind == "internal" else params.external_clustering
+
+
+def _chosen_k_text(models: pd.DataFrame) -> str:
+    """One line per category for the run summary: chosen k and silhouette."""
+    lines = []
+    for name, row in chosen_models(models).iterrows():
+        note = f" ({row['FALLBACK']})" if row["FALLBACK"] else ""
+        lines.append(f"{name}: k={row['k']}, silhouette {row['silhouette']:.3f}{note}")
+    return "\n".join(lines)
 
 
 def _chosen_k_markdown(models: pd.DataFrame) -> str:
@@ -86,8 +90,7 @@ def build_clustering_assets(
     ) -> pd.DataFrame:
         """Clustering input per category: imputed, pruned, scaled (optionally PCA) features;
         outliers flagged, never removed."""
-        with user_errors():
-            params = _feature_params(settings, kind, context.job_name)
+        params = _feature_params(load_settings(settings, context).params, kind)
         engineered = {
             name: engineer_features(frame, params)
             for name, frame in to_frames(source_table).items()
@@ -123,14 +126,13 @@ def build_clustering_assets(
         features: pd.DataFrame,
     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """Choose k and cluster every category in parallel processes."""
-        with user_errors():
-            base, workers = _clustering_params(settings, kind, context.job_name)
-        params = config.apply(base)
+        pipeline_params = load_settings(settings, context).params
+        params = config.apply(_clustering_params(pipeline_params, kind))
         results = map_categories(
             choose_k_named,
             frames_from_table(features),
             params,
-            workers=workers,
+            workers=pipeline_params.workers,
             progress=progress_to(context),
             describe=describe_result,
         )
@@ -142,6 +144,7 @@ def build_clustering_assets(
         context.add_output_metadata(
             {
                 "chosen_k": dg.MetadataValue.md(_chosen_k_markdown(models)),
+                "summary": _chosen_k_text(models),
                 "k_curve": dg.MetadataValue.md(markdown_image(k_curve_png(models), "k-curve")),
                 "rows": len(models),
             },

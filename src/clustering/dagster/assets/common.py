@@ -11,6 +11,8 @@ from pydantic import ValidationError
 
 from clustering.core.errors import ClusteringError
 from clustering.core.params import ClusteringParams, MergingParams
+from clustering.dagster.resources.config import ClusteringConfigResource
+from clustering.infra.config import JOB_NAMES, AppConfig
 
 PREVIEW_ROWS = 5
 
@@ -62,6 +64,18 @@ def user_errors() -> Iterator[None]:
     """Turn errors a user can cause into a step failure that shows just their sentence."""
     try:
         yield
+    except ClusteringError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+
+
+def load_settings(
+    settings: ClusteringConfigResource, context: dg.AssetExecutionContext
+) -> AppConfig:
+    """The configuration for this run: the job's config file applies when the run is one of the
+    named jobs (ad-hoc materializations run under an internal job name and get none)."""
+    job = context.job_name if context.job_name in JOB_NAMES else None
+    try:
+        return settings.load(job=job)
     except ClusteringError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
 

@@ -15,9 +15,9 @@ from clustering.core.tables import (
 )
 from clustering.dagster.assets.common import (
     MergingRunConfig,
+    load_settings,
     preview,
     store_metadata,
-    user_errors,
 )
 from clustering.dagster.resources.config import ClusteringConfigResource
 
@@ -50,8 +50,7 @@ def merge_clusters(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Demand cluster = external × internal; small demand clusters move to the nearest large
     centroid in the combined standardised feature space."""
-    with user_errors():
-        params = config.apply(settings.load(job=context.job_name).params.merging)
+    params = config.apply(load_settings(settings, context).params.merging)
     external_labels = labels_from_table(external_assignments).get(EXTERNAL_SET)
     external_matrix = frames_from_table(external_features).get(EXTERNAL_SET)
     final, summaries = merge_all(
@@ -68,6 +67,11 @@ def merge_clusters(
         {
             **store_metadata(final),
             "reassigned_stores": int(final["REASSIGNED"].sum()),
+            "summary": (
+                f"{final['STORE_NBR'].nunique():,} stores assigned in "
+                f"{final['CATEGORY'].nunique()} categories ({len(final):,} store × category "
+                f"rows; {int(final['REASSIGNED'].sum()):,} moved out of small demand clusters)"
+            ),
             "stores_without_external": int(final["EXTERNAL_CLUSTER"].isna().sum()),
             "rebalanced_sizes": dg.MetadataValue.md(
                 markdown_image(

@@ -6,7 +6,7 @@ import pandas as pd
 
 from clustering.core.external_preprocessing import combine_external_sources
 from clustering.core.internal_preprocessing import execute_shares, match_summary, share_table
-from clustering.dagster.assets.common import preview, store_metadata, user_errors
+from clustering.dagster.assets.common import load_settings, preview, store_metadata, user_errors
 from clustering.dagster.resources.config import ClusteringConfigResource
 from clustering.dagster.resources.data_io import InputReaderResource
 
@@ -22,7 +22,7 @@ def need_state_map(
     """The product → need-state map, checked against its contract (PRODUCT_ID, CATEGORY,
     NEED_STATE, CDT); a SKU may map to several need states."""
     with user_errors():
-        opened = inputs.open(settings.load(job=context.job_name))
+        opened = inputs.open(load_settings(settings, context))
         frame: pd.DataFrame = opened.need_states.execute()
     multi = int((frame.groupby("PRODUCT_ID")["NEED_STATE"].nunique() > 1).sum())
     context.add_output_metadata(
@@ -47,7 +47,7 @@ def internal_need_state_sales(
     """Sales per category × store × need state and the need state's SHARE (%) of the store's
     category sales. Aggregated where the sales live (DuckDB on files, or the SQL engine)."""
     with user_errors():
-        opened = inputs.open(settings.load(job=context.job_name))
+        opened = inputs.open(load_settings(settings, context))
         need_states = ibis.memtable(need_state_map)
         shares = execute_shares(share_table(opened.sales, need_states))
         summary = match_summary(opened.sales, need_states)
@@ -77,7 +77,7 @@ def external_store_features(
     """External sources joined on STORE_NBR: numeric store features only (text and identifier
     columns dropped and listed), one row per store."""
     with user_errors():
-        config = settings.load(job=context.job_name)
+        config = load_settings(settings, context)
         opened = inputs.open(config)
         combined = combine_external_sources(opened.external_sources, config.params.external)
     frame = combined.features.reset_index()

@@ -1,0 +1,315 @@
+"""``python -m clustering run JOB`` and ``python -m clustering jobs``.
+
+``run`` executes one Dagster job in this process against the project's Dagster instance (see
+:mod:`clustering.infra.instance`), so the run, its logs and its materializations are recorded
+there and show in the UI later. Steps are printed as they start and finish: an event listener on
+the instance receives every event the moment Dagster stores it, and
+:class:`~clustering.infra.run_report.RunReport` turns events into lines and the closing summary.
+
+Dagster and the definitions are imported only when a command needs them, so ``--help`` stays
+fast.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clustering.core.errors import ClusteringError, ConfigError
+from clustering.dagster.jobs import JOB_ALIASES
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+#: Builds the Dagster definitions for an environment (``dev``, ``staging``, ``prod``).
+DefinitionsFactory = Callable[[str], "dg.Definitions"]
+#: Receives one line of output.
+Printer = Callable[[str], None]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+#: Run tag recording the environment; set from ``--env``, never from ``--tag``.
+ENV_TAG = "clustering/env"
+
+#: Module to point ``dagster dev`` at to see the runs.
+DEFINITIONS_MODULE = "clustering.dagster.definitions"
+
+# Longest step name used to line up durations; longer names simply push their duration right.
+_MAX_STEP_WIDTH = 48
+
+
+def _say(line: str) -> None:
+    """Print a line at once (output may be piped, e.g. through make) even on a non-UTF-8 stdout."""
+    try:
+        print(line, flush=True)
+    except UnicodeEncodeError:
+        encoding = sys.stdout.encoding or "ascii"
+        print(line.encode(encoding, "replace").decode(encoding), flush=True)
+
+
+def _complain(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+# -- pure helpers ----------------------------------------------------------------------------
+
+
+def parse_tags(tags: Mapping[str, str] | Iterable[str], env: str) -> dict[str, str]:
+    """Run tags from ``key=value`` strings (or a mapping), plus ``clustering/env=<env>``.
+
+    Raises :class:`ConfigError` with one sentence for a malformed tag, a key given twice, or
+    an attempt to set ``clustering/env`` (that is what ``--env`` is for).
+    """
+    pairs: list[tuple[str, str]]
+    if isinstance(tags, Mapping):
+        pairs = [(str(key), str(value)) for key, value in tags.items()]
+    else:
+        pairs = []
+        for item in tags:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip() or key != key.strip():
+                raise ConfigError(f"--tag {item!r} must have the form key=value.")
+            pairs.append((key, value))
+    parsed: dict[str, str] = {}
+    for key, value in pairs:
+        if key == ENV_TAG:
+            raise ConfigError(f"the tag {ENV_TAG} comes from --env; use --env instead of --tag.")
+        if key in parsed:
+            raise ConfigError(f"--tag {key} is given twice; give each key once.")
+        parsed[key] = value
+    parsed[ENV_TAG] = env
+    return parsed
+
+
+def job_names(defs: dg.Definitions) -> list[str]:
+    """Sorted names of the jobs a user can run (Dagster's implicit ``__ASSET_JOB`` left out)."""
+    return _user_job_names(defs.resolve_all_job_defs())
+
+
+def _user_job_names(jobs: Iterable[dg.JobDefinition]) -> list[str]:
+    # Dagster reserves names starting with "__" for the jobs it builds itself.
+    return sorted(job.name for job in jobs if not job.name.startswith("__"))
+
+
+def resolve_job_name(requested: str, names: Iterable[str]) -> str:
+    """``requested`` itself if it is a job, the job it is an alias of, or a :class:`ConfigError`."""
+    known = sorted(names)
+    if requested in known:
+        return requested
+    target = JOB_ALIASES.get(requested)
+    if target in known:
+        return target
+    raise ConfigError(f"unknown job {requested!r}; expected one of: {', '.join(known)}.")
+
+
+def _load_definitions(env: str, factory: DefinitionsFactory | None) -> dg.Definitions:
+    if factory is not None:
+        return factory(env)
+    # The definitions module builds `defs` for $CLUSTERING_ENV when imported; point it at the
+    # requested environment so a run with --env dev never needs another environment's variables.
+    os.environ["CLUSTERING_ENV"] = env
+    from clustering.dagster.definitions import create_definitions
+
+    return create_definitions(env)
+
+
+# -- jobs ------------------------------------------------------------------------------------
+
+
+def list_jobs(
+    env: str, *, definitions_factory: DefinitionsFactory | None = None
+) -> list[tuple[str, str]]:
+    """``(name, first line of the description)`` for every job, sorted by name."""
+    defs = _load_definitions(env, definitions_factory)
+    jobs = defs.resolve_all_job_defs()
+    descriptions = {job.name: job.description or "" for job in jobs}
+    return [(name, _first_line(descriptions[name])) for name in _user_job_names(jobs)]
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def jobs_command(
+    env: str,
+    *,
+    definitions_factory: DefinitionsFactory | None = None,
+    out: Printer = _say,
+    err: Printer = _complain,
+) -> int:
+    """Print the jobs with their descriptions and the accepted aliases; returns the exit code."""
+    try:
+        jobs = list_jobs(env, definitions_factory=definitions_factory)
+    except ConfigError as exc:
+        err(f"error: {exc}")
+        return EXIT_USAGE
+    except ClusteringError as exc:
+        err(f"error: {exc}")
+        return EXIT_FAILED
+    width = max((len(name) for name, _ in jobs), default=0)
+    out(f"Jobs ({env}):")
+    for name, description in jobs:
+        out(f"  {name.ljust(width)}  {description}".rstrip())
+    names = {name for name, _ in jobs}
+    aliases = [f"{alias} = {job}" for alias, job in JOB_ALIASES.items() if job in names]
+    if aliases:
+        out(f"Also accepted: {', '.join(aliases)}.")
+    return EXIT_OK
+
+
+# -- run -------------------------------------------------------------------------------------
+
+
+def run_job(
+    job_name: str,
+    env: str,
+    tags: Mapping[str, str] | Iterable[str] = (),
+    *,
+    definitions_factory: DefinitionsFactory | None = None,
+    out: Printer = _say,
+    err: Printer = _complain,
+) -> int:
+    """Run ``job_name`` in this process against the project's Dagster instance.
+
+    ``tags`` are ``key=value`` strings (as given to ``--tag``) or a mapping; ``clustering/env``
+    is added. Prints each step as it starts and finishes, then a summary; errors go to ``err``
+    as ``error: <sentence>``. Returns 0 when the run succeeded, 1 when it failed, 2 for a usage
+    or configuration error (unknown job, malformed tag, invalid config). ``definitions_factory``
+    replaces ``clustering.dagster.definitions.create_definitions`` (tests).
+    """
+    from clustering.infra.instance import ensure_dagster_home
+
+    try:
+        run_tags = parse_tags(tags, env)
+        defs = _load_definitions(env, definitions_factory)
+        name = resolve_job_name(job_name, job_names(defs))
+        job = defs.resolve_job_def(name)
+        home = ensure_dagster_home()
+        instance = _open_instance(home)
+    except ConfigError as exc:
+        err(f"error: {exc}")
+        return EXIT_USAGE
+    except ClusteringError as exc:
+        err(f"error: {exc}")
+        return EXIT_FAILED
+    if name != job_name:
+        out(f"{job_name} is another name for {name}.")
+    with instance:
+        try:
+            return _execute(job, instance, home, run_tags, out=out, err=err)
+        except ConfigError as exc:
+            err(f"error: {exc}")
+            return EXIT_USAGE
+
+
+def _open_instance(home: Path) -> dg.DagsterInstance:
+    import dagster as dg
+
+    try:
+        return dg.DagsterInstance.get()
+    except dg.DagsterError as exc:
+        raise ConfigError(
+            f"the Dagster instance in {home} cannot be loaded: {_first_line(str(exc))}"
+        ) from exc
+
+
+def _execute(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    home: Path,
+    tags: Mapping[str, str],
+    *,
+    out: Printer,
+    err: Printer,
+) -> int:
+    """Execute ``job`` with a listener printing progress; print the summary; return the code."""
+    import dagster as dg
+
+    from clustering.infra.run_report import RunReport
+
+    report = RunReport(width=_step_width(job))
+    run_id = str(uuid.uuid4())
+    display_errors: list[Exception] = []
+
+    def on_event(entry: dg.EventLogEntry) -> None:
+        # Called synchronously by the instance as it stores each event of this run; an
+        # exception here would surface inside Dagster's execution, so a display problem (a
+        # closed pipe, a bug here) is kept for later instead of failing the user's run.
+        try:
+            for line in report.handle(entry):
+                out(line)
+        except Exception as exc:
+            display_errors.append(exc)
+
+    instance.add_event_listener(run_id, on_event)
+    out(f"Running {job.name} (env {tags.get(ENV_TAG, '?')}) as run {run_id}")
+    started = time.perf_counter()
+    try:
+        result = job.execute_in_process(
+            run_config=_quiet_console_config(job),
+            instance=instance,
+            tags=tags,
+            run_id=run_id,
+            raise_on_error=False,
+        )
+    except dg.DagsterInvalidConfigError as exc:
+        problems = "; ".join(error.message for error in exc.errors) or _first_line(str(exc))
+        raise ConfigError(f"job {job.name} has invalid run config: {problems}") from exc
+    finally:
+        _release_pool_slots(instance, run_id)
+    elapsed = time.perf_counter() - started
+
+    run = instance.get_run_by_id(run_id)
+    status = run.status.value if run is not None else ("SUCCESS" if result.success else "FAILURE")
+    for line in report.summary(run_id, status, elapsed):
+        out(line)
+    quoted = shlex.quote(str(home))
+    out(f"Run history: {home} (UI: DAGSTER_HOME={quoted} dagster dev -m {DEFINITIONS_MODULE})")
+    if display_errors:
+        err(f"warning: some progress lines could not be shown: {display_errors[0]!r}")
+    return EXIT_OK if result.success else EXIT_FAILED
+
+
+def _quiet_console_config(job: dg.JobDefinition) -> dict[str, Any] | None:
+    """The job's run config with Dagster's console logger silenced, or None to leave it alone.
+
+    Without this, Dagster's console logger writes every event at DEBUG level to stderr, with
+    full tracebacks for failures, burying the progress lines. Only the console output changes:
+    the instance still records every event and log message, so the UI shows everything. Jobs
+    whose run config goes through a config mapping or partitioned config take config of another
+    shape; their console logger is left on.
+    """
+    if job.config_mapping is not None or job.partitioned_config is not None:
+        return None
+    if "console" not in job.loggers:
+        return None
+    base = dict(job.run_config or {})
+    loggers = dict(base.get("loggers") or {})
+    loggers["console"] = {"config": {"log_level": "CRITICAL"}}
+    return {**base, "loggers": loggers}
+
+
+def _release_pool_slots(instance: dg.DagsterInstance, run_id: str) -> None:
+    """Free any concurrency-pool slot the run still holds.
+
+    A finished step frees its slot itself; this covers a run that ended abnormally, whose held
+    slot would otherwise block every later DuckDB writer in the ``duckdb_writes`` pool.
+    """
+    storage = instance.event_log_storage
+    if storage.supports_global_concurrency_limits:
+        storage.free_concurrency_slots_for_run(run_id)
+
+
+def _step_width(job: dg.JobDefinition) -> int:
+    names = job.graph.node_names()
+    return min(max((len(name) for name in names), default=0), _MAX_STEP_WIDTH)
