@@ -36,63 +36,64 @@ def _project(small_data: Path, root: Path) -> dict[str, str]:
     return env
 
 
+def _dagster(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DAGSTER, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+    )
+
+
 def test_dagster_job_execute_and_asset_materialize(small_data: Path, tmp_path: Path) -> None:
-    env = _project(small_data, tmp_path)
-    done = subprocess.run(
-        [
-            DAGSTER,
-            "job",
-            "execute",
-            "-m",
-            "clustering.dagster.definitions",
-            "-j",
-            "external_preprocessing_job",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    store = DuckDBStore(tmp_path / "outputs" / "clustering_dev.duckdb")
-    assert store.has_table("preprocessing", "external_store_features")
-
-    done = subprocess.run(
-        [
-            DAGSTER,
-            "asset",
-            "materialize",
-            "-m",
-            "clustering.dagster.definitions",
-            "--select",
-            "external_features",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert store.has_table("external_clustering", "external_features")
-
-    failed = subprocess.run(
-        [DAGSTER, "job", "execute", "-m", "clustering.dagster.definitions", "-j", "merging_job"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    fresh_env = _project(small_data, fresh)
+    failed = _dagster(
+        "job",
+        "execute",
+        "-m",
+        "clustering.dagster.definitions",
+        "-j",
+        "merging_job",
+        cwd=fresh,
+        env=fresh_env,
     )
     assert failed.returncode != 0
     # Neither clustering job has run: the first missing input loaded is named, with its job.
     output = failed.stdout + failed.stderr
     assert "has never been materialized" in output
-    assert (
-        "run external_clustering_job first." in output
-        or "run internal_clustering_job first." in output
+    assert "_clustering_job first." in output
+
+    project = tmp_path / "project"
+    project.mkdir()
+    env = _project(small_data, project)
+    # The multiprocess executor runs the internal and external tracks side by side: their
+    # steps write to the same DuckDB file at the same time.
+    done = _dagster(
+        "job",
+        "execute",
+        "-m",
+        "clustering.dagster.definitions",
+        "-j",
+        "full_pipeline_job",
+        cwd=project,
+        env=env,
     )
+    assert done.returncode == 0, done.stderr[-3000:]
+    store = DuckDBStore(project / "outputs" / "clustering_dev.duckdb")
+    assert store.has_table("merging", "final_store_clusters")
+    assert "Conflicting lock" not in done.stderr
+
+    done = _dagster(
+        "asset",
+        "materialize",
+        "-m",
+        "clustering.dagster.definitions",
+        "--select",
+        "internal_profiles",
+        cwd=project,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert store.has_table("internal_clustering", "internal_profiles")
 
 
 def _free_port() -> int:

@@ -21,11 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import AgglomerativeClustering, KMeans
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
-from sklearn.mixture import GaussianMixture
-from threadpoolctl import threadpool_limits
 
+# scikit-learn is imported inside the functions that use it: importing it costs about 2 s, and
+# every Dagster step process and UI reload imports this module without always fitting anything.
 from clustering.core.params import ClusteringParams
 
 K_CURVE_COLUMNS = [
@@ -60,6 +58,10 @@ def fit_labels(values: np.ndarray, k: int, params: ClusteringParams) -> np.ndarr
     """Fit the configured algorithm with ``k`` clusters; labels 0..k-1 (single-threaded)."""
     if k == 1:
         return np.zeros(len(values), dtype=np.int64)
+    from sklearn.cluster import AgglomerativeClustering, KMeans
+    from sklearn.mixture import GaussianMixture
+    from threadpoolctl import threadpool_limits
+
     # One thread per fit: two OpenMP threads were measured 2-2.7x slower on 2 cores; categories
     # run in parallel processes instead.
     with threadpool_limits(limits=1):
@@ -87,6 +89,8 @@ def sampled_silhouette(values: np.ndarray, labels: np.ndarray, params: Clusterin
     The full silhouette is O(n²): 7-9 s per sweep at 10k stores against 0.3 s on a 2,000 sample,
     with the same k chosen.
     """
+    from sklearn.metrics import silhouette_score
+
     n = len(values)
     if len(np.unique(labels)) < 2 or len(np.unique(labels)) >= n:
         return float("nan")
@@ -108,6 +112,8 @@ def _metrics(values: np.ndarray, labels: np.ndarray, params: ClusteringParams) -
             "calinski_harabasz": float("nan"),
             "davies_bouldin": float("nan"),
         }
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
+
     return {
         "silhouette": sampled_silhouette(values, labels, params),
         "calinski_harabasz": float(calinski_harabasz_score(values, labels)),

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.decomposition import PCA
-from sklearn.preprocessing import RobustScaler, StandardScaler
 
 from clustering.core.params import FeatureParams
 
@@ -88,6 +86,10 @@ def engineer_features(features: pd.DataFrame, params: FeatureParams) -> FeatureM
     ``features`` is indexed by ``STORE_NBR`` with numeric columns (NaN allowed). The result has
     exactly the same stores in the same order.
     """
+    # Imported here, not at module level: see clustering.core.clustering.
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import RobustScaler, StandardScaler
+
     if features.index.has_duplicates:
         duplicated = features.index[features.index.duplicated()].unique().tolist()[:3]
         raise ValueError(f"feature table has duplicate STORE_NBR values, first: {duplicated}")

@@ -8,19 +8,33 @@ from __future__ import annotations
 
 import base64
 import io
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MAX_CATEGORIES_SHOWN = 30
 
 
+def _pyplot() -> ModuleType:
+    """matplotlib's pyplot on the Agg backend (no display needed).
+
+    Imported on first use, not with this module: it costs about a second, and every Dagster
+    step process and UI reload imports the pipeline's definitions.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _png(figure: Figure) -> bytes:
+    plt = _pyplot()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(figure)
@@ -33,6 +47,7 @@ def k_curve_png(models: pd.DataFrame, metric: str = "silhouette") -> bytes:
     ``models`` is a model table (CATEGORY, k, metric columns, chosen). With many categories only
     the first :data:`MAX_CATEGORIES_SHOWN` (by name) are drawn, which the title says.
     """
+    plt = _pyplot()
     categories = sorted(models["CATEGORY"].unique())
     shown = categories[:MAX_CATEGORIES_SHOWN]
     figure, axes = plt.subplots(figsize=(7, 4))
@@ -55,6 +70,7 @@ def k_curve_png(models: pd.DataFrame, metric: str = "silhouette") -> bytes:
 
 def cluster_sizes_png(assignments: pd.DataFrame, cluster_column: str = "CLUSTER") -> bytes:
     """Stacked bars: stores per cluster in each category (first categories by name)."""
+    plt = _pyplot()
     counts = assignments.groupby(["CATEGORY", cluster_column]).size().unstack(fill_value=0)
     counts = counts.sort_index().iloc[:MAX_CATEGORIES_SHOWN]
     figure, axes = plt.subplots(figsize=(7, max(2.5, 0.3 * len(counts) + 1)))
