@@ -103,6 +103,8 @@ def test_full_pipeline_writes_every_table(
     assert models.groupby("CATEGORY")["chosen"].sum().eq(1).all()
     materialization = result.asset_materializations_for_node("internal_clustering_models")
     assert any("k_curve" in m.metadata for m in materialization)
+    log = (root / "logs" / "dev.log").read_text()
+    assert "internal_clustering_models" in log and "k=" in log
 
 
 def test_jobs_one_by_one_and_downstream_first(

@@ -17,9 +17,11 @@ import dagster as dg
 
 from clustering.dagster.assets import ALL_ASSETS
 from clustering.dagster.jobs import PRODUCING_JOBS, build_jobs
+from clustering.dagster.resources.alerts import AlertsResource
 from clustering.dagster.resources.config import ClusteringConfigResource
 from clustering.dagster.resources.data_io import InputReaderResource
 from clustering.dagster.resources.io_manager import ClusteringIOManager
+from clustering.dagster.resources.logging import LoggerResource
 from clustering.infra.config import load_config
 
 
@@ -33,6 +35,8 @@ def create_definitions(env: str | None = None, project_root: Path | None = None)
     resources = {
         "settings": settings,
         "inputs": InputReaderResource(),
+        "logger": LoggerResource(config=settings),
+        "alerts": AlertsResource(config=settings),
         "io_manager": ClusteringIOManager(
             duckdb_path=str(config.paths.duckdb_path),
             storage_dir=str(config.paths.storage_dir),

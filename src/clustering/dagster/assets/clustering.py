@@ -38,6 +38,7 @@ from clustering.dagster.assets.common import (
     store_metadata,
 )
 from clustering.dagster.resources.config import ClusteringConfigResource
+from clustering.dagster.resources.logging import LoggerResource
 
 Kind = Literal["internal", "external"]
 FrameSource = Callable[[pd.DataFrame], dict[str, pd.DataFrame]]
@@ -122,6 +123,7 @@ def build_clustering_assets(
     def models_asset(
         context: dg.AssetExecutionContext,
         settings: ClusteringConfigResource,
+        logger: LoggerResource,
         config: ClusteringRunConfig,
         features: pd.DataFrame,
     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -133,7 +135,7 @@ def build_clustering_assets(
             frames_from_table(features),
             params,
             workers=pipeline_params.workers,
-            progress=progress_to(context),
+            progress=progress_to(context, logger.get_logger()),
             describe=describe_result,
         )
         models = model_table(results).assign(

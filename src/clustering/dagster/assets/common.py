@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -80,9 +81,17 @@ def load_settings(
         raise dg.Failure(description=str(exc), allow_retries=False) from None
 
 
-def progress_to(context: dg.AssetExecutionContext) -> Callable[[str], None]:
-    """A progress callback that writes to the run's log."""
-    return context.log.info
+def progress_to(
+    context: dg.AssetExecutionContext, logger: logging.Logger | None = None
+) -> Callable[[str], None]:
+    """A progress callback that writes to the run's log (and the environment's log file)."""
+
+    def report(message: str) -> None:
+        context.log.info(message)
+        if logger is not None:
+            logger.info("%s: %s", context.op_execution_context.op_handle, message)
+
+    return report
 
 
 def preview(frame: pd.DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:

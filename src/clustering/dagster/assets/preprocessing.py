@@ -6,9 +6,16 @@ import pandas as pd
 
 from clustering.core.external_preprocessing import combine_external_sources
 from clustering.core.internal_preprocessing import execute_shares, match_summary, share_table
-from clustering.dagster.assets.common import load_settings, preview, store_metadata, user_errors
+from clustering.dagster.assets.common import (
+    load_settings,
+    preview,
+    progress_to,
+    store_metadata,
+    user_errors,
+)
 from clustering.dagster.resources.config import ClusteringConfigResource
 from clustering.dagster.resources.data_io import InputReaderResource
+from clustering.dagster.resources.logging import LoggerResource
 
 GROUP = "preprocessing"
 
@@ -42,6 +49,7 @@ def internal_need_state_sales(
     context: dg.AssetExecutionContext,
     settings: ClusteringConfigResource,
     inputs: InputReaderResource,
+    logger: LoggerResource,
     need_state_map: pd.DataFrame,
 ) -> pd.DataFrame:
     """Sales per category × store × need state and the need state's SHARE (%) of the store's
@@ -51,8 +59,9 @@ def internal_need_state_sales(
         need_states = ibis.memtable(need_state_map)
         shares = execute_shares(share_table(opened.sales, need_states))
         summary = match_summary(opened.sales, need_states)
+    report = progress_to(context, logger.get_logger())
     for line in summary.describe().splitlines():
-        context.log.info(line)
+        report(line)
     frame = shares.astype({"CATEGORY": str, "NEED_STATE": str})
     context.add_output_metadata(
         {
