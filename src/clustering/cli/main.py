@@ -11,6 +11,7 @@ from pathlib import Path
 
 from clustering import __version__
 from clustering.core.errors import ClusteringError, ConfigError
+from clustering.infra.config import ENVIRONMENTS
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -19,6 +20,15 @@ EXIT_USAGE = 2
 
 def _say(message: str) -> None:
     print(message, flush=True)
+
+
+def _add_env_argument(parser: argparse.ArgumentParser, purpose: str) -> None:
+    parser.add_argument(
+        "--env",
+        default=os.environ.get("CLUSTERING_ENV", "dev"),
+        choices=list(ENVIRONMENTS),
+        help=f"{purpose} (default: $CLUSTERING_ENV or dev)",
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -59,12 +69,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "final_store_clusters.parquet/.csv, cluster profiles, k-curves and a run summary."
         ),
     )
-    cluster.add_argument(
-        "--env",
-        default=os.environ.get("CLUSTERING_ENV", "dev"),
-        choices=["dev", "staging", "prod"],
-        help="environment; names the output folder outputs/ENV (default: $CLUSTERING_ENV or dev)",
-    )
+    _add_env_argument(cluster, "environment; names the output folder outputs/ENV")
     cluster.add_argument(
         "--raw-dir",
         type=Path,
@@ -100,12 +105,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="job to run (list them with `jobs`); internal_ml_job and external_ml_job are "
         "accepted for internal_clustering_job and external_clustering_job",
     )
-    run.add_argument(
-        "--env",
-        default=os.environ.get("CLUSTERING_ENV", "dev"),
-        choices=["dev", "staging", "prod"],
-        help="environment whose configuration the job uses (default: $CLUSTERING_ENV or dev)",
-    )
+    _add_env_argument(run, "environment whose configuration the job uses")
     run.add_argument(
         "--tag",
         action="append",
@@ -119,12 +119,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="list the Dagster jobs",
         description="List the Dagster jobs `run` accepts, with their descriptions.",
     )
-    jobs.add_argument(
-        "--env",
-        default=os.environ.get("CLUSTERING_ENV", "dev"),
-        choices=["dev", "staging", "prod"],
-        help="environment whose definitions are listed (default: $CLUSTERING_ENV or dev)",
-    )
+    _add_env_argument(jobs, "environment whose definitions are listed")
     return parser
 
 
