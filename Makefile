@@ -15,7 +15,7 @@ export UV_NO_PROGRESS := 1
 .PHONY: setup run data test lint format typecheck bench recovery clean lock help
 
 help:  ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 # The venv is rebuilt only when the lock or the project metadata changed.
 $(STAMP): requirements.lock pyproject.toml
@@ -42,6 +42,10 @@ data: $(STAMP)  ## generate sample data (PRESET=small|medium|large) into data/ra
 
 run: data  ## set up, generate sample data if missing, run full_pipeline_job through Dagster, print where the results are
 	CLUSTERING_RAW_DIR=$(RAW_DIR) $(BIN)/python -m clustering run full_pipeline_job --env $(ENV)
+
+# make run-internal_preprocessing ENV=staging runs internal_preprocessing_job for staging.
+run-%: $(STAMP)  ## run one job: run-internal_preprocessing, run-internal_clustering, run-external_preprocessing, run-external_clustering, run-merging, run-full_pipeline
+	$(BIN)/python -m clustering run $*_job --env $(ENV)
 
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check src tests scripts benchmarks
