@@ -12,7 +12,7 @@ UV_VERSION := $(shell sed -n 's/^uv==//p' requirements.lock)
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
-.PHONY: setup run data test lint format typecheck bench recovery clean lock help
+.PHONY: ui setup run data test lint format typecheck bench recovery clean lock help
 
 help:  ## list the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -42,6 +42,9 @@ data: $(STAMP)  ## generate sample data (PRESET=small|medium|large) into data/ra
 
 run: data  ## set up, generate sample data if missing, run full_pipeline_job through Dagster, print where the results are
 	CLUSTERING_RAW_DIR=$(RAW_DIR) $(BIN)/python -m clustering run full_pipeline_job --env $(ENV)
+
+ui: $(STAMP)  ## start the Dagster web UI and daemon (ENV=dev, PORT=3000); Ctrl-C stops both
+	$(BIN)/python -m clustering ui --env $(ENV) --port $(or $(PORT),3000)
 
 # make run-internal_preprocessing ENV=staging runs internal_preprocessing_job for staging.
 run-%: $(STAMP)  ## run one job: run-internal_preprocessing, run-internal_clustering, run-external_preprocessing, run-external_clustering, run-merging, run-full_pipeline

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from clustering import __version__
 from clustering.core.errors import ClusteringError, ConfigError
+from clustering.dagster.app import add_ui_arguments
 from clustering.infra.config import ENVIRONMENTS
 
 EXIT_OK = 0
@@ -120,6 +121,16 @@ def _build_parser() -> argparse.ArgumentParser:
         description="List the Dagster jobs `run` accepts, with their descriptions.",
     )
     _add_env_argument(jobs, "environment whose definitions are listed")
+    ui = commands.add_parser(
+        "ui",
+        help="start the Dagster web UI and daemon",
+        description=(
+            "Start the Dagster web UI and the daemon (schedules, sensors, queued runs) for an "
+            "environment against the project's instance; prints the URL; Ctrl-C or SIGTERM "
+            "stops both."
+        ),
+    )
+    add_ui_arguments(ui)
     return parser
 
 
@@ -186,6 +197,12 @@ def _jobs(args: argparse.Namespace) -> int:
     return jobs_command(args.env)
 
 
+def _ui(args: argparse.Namespace) -> int:
+    from clustering.infra.ui_server import serve
+
+    return serve(args.env, args.host, args.port, out=_say)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the process exit code."""
     parser = _build_parser()
@@ -193,7 +210,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    handlers = {"generate-data": _generate_data, "cluster": _cluster, "run": _run, "jobs": _jobs}
+    handlers = {
+        "generate-data": _generate_data,
+        "cluster": _cluster,
+        "run": _run,
+        "jobs": _jobs,
+        "ui": _ui,
+    }
     try:
         return handlers[args.command](args)
     except ConfigError as exc:

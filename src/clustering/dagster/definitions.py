@@ -22,6 +22,8 @@ from clustering.dagster.resources.config import ClusteringConfigResource
 from clustering.dagster.resources.data_io import InputReaderResource
 from clustering.dagster.resources.io_manager import ClusteringIOManager
 from clustering.dagster.resources.logging import LoggerResource
+from clustering.dagster.schedules import build_schedules
+from clustering.dagster.sensors import build_sensors
 from clustering.infra.config import load_config
 
 
@@ -50,10 +52,14 @@ def create_definitions(env: str | None = None, project_root: Path | None = None)
     # AssetChecksDefinition subclasses AssetsDefinition: test for the checks first.
     check_defs = [c for c in ALL_ASSETS if isinstance(c, dg.AssetChecksDefinition)]
     asset_defs = [a for a in ALL_ASSETS if not isinstance(a, dg.AssetChecksDefinition)]
+    # Schedules and sensors target the same job objects the Definitions list.
+    jobs = build_jobs()
     return dg.Definitions(
         assets=asset_defs,
         asset_checks=check_defs,
-        jobs=build_jobs(),
+        jobs=jobs,
+        schedules=build_schedules(config, jobs),
+        sensors=build_sensors(config, jobs),
         resources=resources,
         executor=executor,
     )

@@ -1,0 +1,373 @@
+"""Sensors evaluated one tick at a time with build_sensor_context (no daemon)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from clustering.dagster.definitions import create_definitions
+from clustering.dagster.resources.alerts import AlertsResource
+from clustering.dagster.sensors import SENSOR_NAMES, build_sensors
+from clustering.dagster.sensors.file_sensors import EXTERNAL_TRACK, INTERNAL_TRACK, MERGING
+from clustering.dagster.sensors.run_sensors import EXTERNAL_MISSING, one_sentence
+from clustering.infra import config as config_module
+from clustering.infra.config import AlertChannel, AlertsConfig, load_config
+from clustering.infra.monitoring.alerts import AlertDispatcher
+from clustering.io.duckdb_store import DuckDBStore
+from clustering.io.sample_data import write_sample_data
+
+PAST = time.time() - 3600
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No CLUSTERING_* variable from the developer's shell; os.environ restored afterwards."""
+    saved = dict(os.environ)
+    for name in list(os.environ):
+        if name.startswith("CLUSTERING_"):
+            del os.environ[name]
+    monkeypatch.setattr(config_module, "_dotenv_written", {})
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def sample_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The three inputs of a small sample, written once for the module."""
+    raw = tmp_path_factory.mktemp("sample") / "raw"
+    write_sample_data(raw, preset="small", stores=60, categories=2)
+    return raw
+
+
+def settle(folder: Path, when: float = PAST) -> None:
+    """Give every file an old mtime so the sensors take it as completely written."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            os.utime(path, (when, when))
+
+
+@pytest.fixture
+def project(tmp_path: Path, sample_raw: Path) -> Path:
+    """A project root with the sample inputs in data/raw, settled."""
+    raw = tmp_path / "data" / "raw"
+    shutil.copytree(sample_raw, raw)
+    settle(raw)
+    return tmp_path
+
+
+def tick(defs: dg.Definitions, name: str, cursor: str | None) -> dg.SensorResult | dg.SkipReason:
+    sensor = defs.get_repository_def().get_sensor_def(name)
+    context = dg.build_sensor_context(
+        cursor=cursor, instance=dg.DagsterInstance.ephemeral(), definitions=defs
+    )
+    result = sensor(context)
+    assert isinstance(result, (dg.SensorResult, dg.SkipReason))
+    return result
+
+
+def only_request(result: dg.SensorResult | dg.SkipReason) -> dg.RunRequest:
+    assert isinstance(result, dg.SensorResult), result
+    assert result.run_requests is not None and len(result.run_requests) == 1
+    return result.run_requests[0]
+
+
+def keys(names: list[str]) -> set[dg.AssetKey]:
+    return {dg.AssetKey(name) for name in names}
+
+
+# --- definitions ---------------------------------------------------------------------------
+
+
+def test_definitions_carry_the_four_sensors_stopped_in_dev(project: Path) -> None:
+    repo = create_definitions("dev", project_root=project).get_repository_def()
+    assert {s.name for s in repo.sensor_defs} == set(SENSOR_NAMES)
+    for sensor in repo.sensor_defs:
+        assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    assert repo.get_sensor_def("internal_data_sensor").minimum_interval_seconds == 30
+    assert repo.get_sensor_def("external_data_sensor").minimum_interval_seconds == 30
+    assert repo.get_sensor_def("internal_data_sensor").job_name == "full_pipeline_job"
+
+
+def test_sensors_run_by_default_when_the_environment_says_so(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config("dev", project_root=project)
+    running = config.model_copy(
+        update={
+            "dagster": config.dagster.model_copy(
+                update={
+                    "schedules": config.dagster.schedules.model_copy(
+                        update={"running_by_default": True}
+                    )
+                }
+            )
+        }
+    )
+    for sensor in build_sensors(running):
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+# --- file sensors --------------------------------------------------------------------------
+
+
+def test_internal_sensor_first_tick_then_unchanged_then_changed(project: Path) -> None:
+    defs = create_definitions("dev", project_root=project)
+    first = tick(defs, "internal_data_sensor", None)
+    request = only_request(first)
+    assert isinstance(first, dg.SensorResult) and first.cursor
+    # External assignments were never built: the whole pipeline is requested.
+    assert request.asset_selection is None
+    assert request.job_name == "full_pipeline_job"
+    assert request.tags["clustering/trigger"] == "internal_data_sensor"
+
+    second = tick(defs, "internal_data_sensor", first.cursor)
+    assert isinstance(second, dg.SkipReason)
+    assert "no input file changed" in str(second.skip_message)
+
+    sales = project / "data" / "raw" / "internal_sales.parquet"
+    frame = pd.read_parquet(sales)
+    frame.iloc[:-1].to_parquet(sales)
+    settle(sales.parent, PAST + 60)
+    third = tick(defs, "internal_data_sensor", first.cursor)
+    changed = only_request(third)
+    assert changed.run_key != request.run_key
+    assert isinstance(third, dg.SensorResult) and third.cursor != first.cursor
+
+
+def test_touch_without_new_content_requests_nothing(project: Path) -> None:
+    defs = create_definitions("dev", project_root=project)
+    first = tick(defs, "internal_data_sensor", None)
+    assert isinstance(first, dg.SensorResult)
+    settle(project / "data" / "raw", PAST + 60)
+    assert isinstance(tick(defs, "internal_data_sensor", first.cursor), dg.SkipReason)
+
+
+def test_run_key_depends_only_on_content(project: Path) -> None:
+    defs = create_definitions("dev", project_root=project)
+    first = only_request(tick(defs, "internal_data_sensor", None))
+    settle(project / "data" / "raw", PAST + 60)
+    again = only_request(tick(defs, "internal_data_sensor", None))  # cursor lost
+    assert again.run_key == first.run_key
+
+
+def test_half_written_temporary_file_is_ignored(project: Path) -> None:
+    defs = create_definitions("dev", project_root=project)
+    first = tick(defs, "internal_data_sensor", None)
+    assert isinstance(first, dg.SensorResult)
+    tmp = project / "data" / "raw" / ".internal_sales.parquet.tmp"
+    tmp.write_bytes(b"PAR1 half")
+    result = tick(defs, "internal_data_sensor", first.cursor)
+    assert isinstance(result, dg.SkipReason)
+    assert first.cursor is not None and str(tmp) not in first.cursor
+
+
+def test_recently_modified_file_waits_for_a_later_tick(project: Path) -> None:
+    defs = create_definitions("dev", project_root=project)
+    first = tick(defs, "internal_data_sensor", None)
+    assert isinstance(first, dg.SensorResult)
+    sales = project / "data" / "raw" / "internal_sales.parquet"
+    pd.read_parquet(sales).iloc[:-2].to_parquet(sales)  # mtime: now
+    waiting = tick(defs, "internal_data_sensor", first.cursor)
+    assert isinstance(waiting, dg.SkipReason)
+    assert "still being written" in str(waiting.skip_message)
+    settle(sales.parent, PAST + 120)
+    assert only_request(tick(defs, "internal_data_sensor", first.cursor))
+
+
+def test_missing_inputs_skip_with_a_sentence(tmp_path: Path) -> None:
+    defs = create_definitions("dev", project_root=tmp_path)
+    result = tick(defs, "internal_data_sensor", None)
+    assert isinstance(result, dg.SkipReason)
+    message = str(result.skip_message)
+    assert message.startswith("no input files match ")
+    assert "internal_sales.parquet" in message and message.endswith(".")
+
+
+def test_only_the_changed_track_and_merging_run_once_the_other_side_exists(
+    project: Path,
+) -> None:
+    store = DuckDBStore(load_config("dev", project_root=project).paths.duckdb_path)
+    store.write_table("external_clustering", "external_assignments", pd.DataFrame({"a": [1]}))
+    store.write_table("internal_clustering", "internal_assignments", pd.DataFrame({"a": [1]}))
+    defs = create_definitions("dev", project_root=project)
+    internal = only_request(tick(defs, "internal_data_sensor", None))
+    assert set(internal.asset_selection or []) == keys(INTERNAL_TRACK + MERGING)
+    external = only_request(tick(defs, "external_data_sensor", None))
+    assert set(external.asset_selection or []) == keys(EXTERNAL_TRACK + MERGING)
+    assert external.run_key != internal.run_key
+
+
+def test_sensor_tick_through_dagster_validates_the_run_request(project: Path) -> None:
+    store = DuckDBStore(load_config("dev", project_root=project).paths.duckdb_path)
+    store.write_table("internal_clustering", "internal_assignments", pd.DataFrame({"a": [1]}))
+    defs = create_definitions("dev", project_root=project)
+    sensor = defs.get_repository_def().get_sensor_def("external_data_sensor")
+    context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), definitions=defs)
+    data = sensor.evaluate_tick(context)
+    assert len(data.run_requests or []) == 1
+    assert data.cursor
+
+
+# --- internal_clustering_complete_sensor ----------------------------------------------------
+
+
+def _run_and_event(
+    instance: dg.DagsterInstance, job_name: str, status: dg.DagsterRunStatus
+) -> tuple[dg.DagsterRun, dg.DagsterEvent]:
+    run = instance.create_run_for_job(
+        job_def=dg.GraphDefinition(name="noop", node_defs=[]).to_job(name=job_name),
+        status=status,
+    )
+    event_type = (
+        dg.DagsterEventType.RUN_SUCCESS
+        if status == dg.DagsterRunStatus.SUCCESS
+        else dg.DagsterEventType.RUN_FAILURE
+    )
+    event = dg.DagsterEvent(event_type_value=event_type.value, job_name=job_name)
+    return run, event
+
+
+def _complete(defs: dg.Definitions) -> dg.RunRequest | dg.SkipReason:
+    sensor = defs.get_repository_def().get_sensor_def("internal_clustering_complete_sensor")
+    instance = dg.DagsterInstance.ephemeral()
+    run, event = _run_and_event(instance, "internal_clustering_job", dg.DagsterRunStatus.SUCCESS)
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name, dagster_instance=instance, dagster_run=run, dagster_event=event
+    )
+    result = sensor(context)
+    assert isinstance(result, (dg.RunRequest, dg.SkipReason))
+    return result
+
+
+def test_complete_sensor_skips_when_external_clustering_never_ran(tmp_path: Path) -> None:
+    result = _complete(create_definitions("dev", project_root=tmp_path))
+    assert isinstance(result, dg.SkipReason)
+    assert result.skip_message == EXTERNAL_MISSING
+
+
+def test_complete_sensor_requests_merging_when_external_assignments_exist(
+    tmp_path: Path,
+) -> None:
+    store = DuckDBStore(load_config("dev", project_root=tmp_path).paths.duckdb_path)
+    store.write_table("external_clustering", "external_assignments", pd.DataFrame({"a": [1]}))
+    result = _complete(create_definitions("dev", project_root=tmp_path))
+    assert isinstance(result, dg.RunRequest)
+    assert result.job_name == "merging_job"
+    assert result.run_key and result.run_key.startswith("merging_after_")
+
+
+# --- run_failure_alert_sensor ---------------------------------------------------------------
+
+
+@dg.op
+def load_need_states() -> None:
+    raise ValueError("the need-state map has no rows for category 'snacks'.\nmore detail")
+
+
+@dg.job
+def failing_job() -> None:
+    load_need_states()
+
+
+@contextmanager
+def _failed_run_context(
+    instance: dg.DagsterInstance, resources: dict[str, object]
+) -> Iterator[dg.RunStatusSensorContext]:
+    """A sensor context for a real failed run of ``failing_job`` (event log included)."""
+    result = failing_job.execute_in_process(instance=instance, raise_on_error=False)
+    assert not result.success
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    with dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alert_sensor",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=result.get_run_failure_event(),
+        resources=resources,
+    ) as context:
+        yield context
+
+
+def _alerts(tmp_path: Path) -> AlertsResource:
+    defs = create_definitions("dev", project_root=tmp_path)
+    resource = (defs.resources or {})["alerts"]
+    assert isinstance(resource, AlertsResource)
+    return resource
+
+
+def test_failure_sensor_logs_job_step_error_and_link(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    defs = create_definitions("dev", project_root=tmp_path)
+    sensor = defs.get_repository_def().get_sensor_def("run_failure_alert_sensor")
+    instance = dg.DagsterInstance.ephemeral()
+    with (
+        _failed_run_context(instance, {"alerts": _alerts(tmp_path)}) as context,
+        caplog.at_level(logging.INFO),
+    ):
+        sensor(context)
+        run_id = context.dagster_run.run_id
+    text = caplog.text
+    assert "failing_job" in text
+    assert "load_need_states" in text
+    assert "the need-state map has no rows for category 'snacks'." in text
+    assert "more detail" not in text
+    assert f"http://127.0.0.1:3000/runs/{run_id}" in text
+
+
+def test_failure_sensor_never_raises_when_a_channel_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = AlertsConfig(
+        enabled=True,
+        min_severity="error",
+        ui_base_url="",
+        channels=[
+            AlertChannel(type="webhook", url_env="CLUSTERING_TEST_UNSET_WEBHOOK"),
+            AlertChannel(type="log"),
+        ],
+    )
+    monkeypatch.setattr(
+        AlertsResource, "dispatcher", lambda self: AlertDispatcher(config, environ={})
+    )
+    defs = create_definitions("dev", project_root=tmp_path)
+    sensor = defs.get_repository_def().get_sensor_def("run_failure_alert_sensor")
+    instance = dg.DagsterInstance.ephemeral()
+    with (
+        _failed_run_context(instance, {"alerts": _alerts(tmp_path)}) as context,
+        caplog.at_level(logging.INFO),
+    ):
+        sensor(context)
+    assert "alert channel webhook" in caplog.text
+    assert "the need-state map has no rows" in caplog.text
+
+
+def test_failure_sensor_survives_a_broken_alert_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(self: AlertsResource) -> AlertDispatcher:
+        raise RuntimeError("config for env 'dev' is broken")
+
+    monkeypatch.setattr(AlertsResource, "dispatcher", broken)
+    defs = create_definitions("dev", project_root=tmp_path)
+    sensor = defs.get_repository_def().get_sensor_def("run_failure_alert_sensor")
+    instance = dg.DagsterInstance.ephemeral()
+    with _failed_run_context(instance, {"alerts": _alerts(tmp_path)}) as context:
+        sensor(context)
+    assert "could not send the failure alert" in caplog.text
+
+
+def test_one_sentence_drops_the_exception_class_and_later_lines() -> None:
+    assert one_sentence("ValueError: bad input.\nTraceback...") == "bad input."
+    assert one_sentence("clustering.core.errors.ConfigError: no key x.") == "no key x."
+    assert one_sentence("plain text") == "plain text"
