@@ -131,6 +131,37 @@ def _build_parser() -> argparse.ArgumentParser:
         ),
     )
     add_ui_arguments(ui)
+
+    for kind, example in (("sensor", "internal_data"), ("schedule", "daily_internal_clustering")):
+        group = commands.add_parser(
+            kind,
+            help=f"list, start, stop{' or preview' if kind == 'sensor' else ''} {kind}s",
+            description=(
+                f"Manage {kind}s in the project's Dagster instance (no webserver needed; the "
+                f"daemon started by `ui` or `daemon` acts on the stored state). Names may omit "
+                f"the _{kind} suffix, e.g. {example}."
+            ),
+        )
+        actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+        listing = actions.add_parser("list", help=f"every {kind}: status and target job")
+        _add_env_argument(listing, "environment")
+        for action in ("start", "stop"):
+            sub = actions.add_parser(action, help=f"{action} the named {kind}s (all when none)")
+            sub.add_argument("names", nargs="*", metavar="NAME")
+            _add_env_argument(sub, "environment")
+        if kind == "sensor":
+            preview = actions.add_parser(
+                "preview", help="evaluate one tick now without launching: what would run and why"
+            )
+            preview.add_argument("names", nargs=1, metavar="NAME")
+            _add_env_argument(preview, "environment")
+
+    daemon = commands.add_parser(
+        "daemon",
+        help="run the Dagster daemon alone (schedules, sensors, queued runs)",
+        description="Run the Dagster daemon for an environment until Ctrl-C or SIGTERM.",
+    )
+    _add_env_argument(daemon, "environment")
     return parser
 
 
@@ -203,6 +234,32 @@ def _ui(args: argparse.Namespace) -> int:
     return serve(args.env, args.host, args.port, out=_say)
 
 
+def _instigators(args: argparse.Namespace) -> int:
+    from clustering.dagster import control
+
+    kind = args.command
+    if args.action == "list":
+        rows = control.list_instigators(kind, args.env)
+        width = max((len(row.name) for row in rows), default=0)
+        for row in rows:
+            _say(f"{row.name.ljust(width)}  {row.status:<8} {row.target}  {row.detail}".rstrip())
+        return EXIT_OK
+    if args.action == "preview":
+        for line in control.preview_sensor(args.names[0], args.env):
+            _say(line)
+        return EXIT_OK
+    running = args.action == "start"
+    changed = control.set_running(kind, args.names, running, args.env)
+    _say(f"{'Started' if running else 'Stopped'}: {', '.join(changed) or 'nothing'}.")
+    return EXIT_OK
+
+
+def _daemon(args: argparse.Namespace) -> int:
+    from clustering.infra.ui_server import run_daemon
+
+    return run_daemon(args.env, out=_say)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the process exit code."""
     parser = _build_parser()
@@ -216,6 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": _run,
         "jobs": _jobs,
         "ui": _ui,
+        "sensor": _instigators,
+        "schedule": _instigators,
+        "daemon": _daemon,
     }
     try:
         return handlers[args.command](args)

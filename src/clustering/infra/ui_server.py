@@ -100,6 +100,53 @@ def is_running(pid: int) -> bool:
     return state != "Z"
 
 
+def _supervise(
+    command: list[str],
+    env: str,
+    root: Path,
+    home: Path,
+    out: Callable[[str], None],
+    ready: Callable[[], bool],
+    banner: str,
+    what: str,
+) -> int:
+    """Run ``command`` in its own process group until SIGINT/SIGTERM; print ``banner`` once
+    ``ready()``; stop the whole group on the way out."""
+    environ = {**os.environ, "DAGSTER_HOME": str(home), "CLUSTERING_ENV": env}
+    process = subprocess.Popen(command, cwd=root, env=environ, start_new_session=True)
+    stopping = False
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        announced = False
+        while not stopping and process.poll() is None:
+            if not announced and ready():
+                out(banner)
+                announced = True
+            elif not announced and time.monotonic() > deadline:
+                out(f"{what} was not ready within {READY_TIMEOUT_S:.0f} s; stopping.")
+                return 1
+            time.sleep(0.5)
+        if not stopping:
+            out(f"{what} exited with status {process.returncode}.")
+            return 1
+        out(f"Stopping {what}...")
+        return 0
+    finally:
+        stop_group(process)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _dagster_tool(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
 def serve(
     env: str,
     host: str = "127.0.0.1",
@@ -117,43 +164,21 @@ def serve(
         )
     root = (project_root or Path.cwd()).resolve()
     home = ensure_dagster_home(root)
-    environ = {**os.environ, "DAGSTER_HOME": str(home), "CLUSTERING_ENV": env}
-    command = [
-        str(Path(sys.executable).with_name("dagster")),
-        "dev",
-        "-m",
-        DEFINITIONS_MODULE,
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
-    process = subprocess.Popen(command, cwd=root, env=environ, start_new_session=True)
-    stopping = False
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    command = [_dagster_tool("dagster"), "dev", "-m", DEFINITIONS_MODULE]
+    command += ["--host", host, "--port", str(port)]
     url = f"http://{host}:{port}"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        announced = False
-        while not stopping and process.poll() is None:
-            if not announced and _ready(url):
-                out(f"Dagster UI for '{env}': {url}  (instance {home}; Ctrl-C to stop)")
-                announced = True
-            elif not announced and time.monotonic() > deadline:
-                out(f"the UI did not answer on {url} within {READY_TIMEOUT_S:.0f} s; stopping.")
-                return 1
-            time.sleep(0.5)
-        if not stopping:
-            out(f"dagster dev exited with status {process.returncode}.")
-            return 1
-        out("Stopping the UI and the daemon...")
-        return 0
-    finally:
-        stop_group(process)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    banner = f"Dagster UI for '{env}': {url}  (instance {home}; Ctrl-C to stop)"
+    return _supervise(
+        command, env, root, home, out, lambda: _ready(url), banner, "the UI and the daemon"
+    )
+
+
+def run_daemon(
+    env: str, *, project_root: Path | None = None, out: Callable[[str], None] = print
+) -> int:
+    """Run the Dagster daemon alone until interrupted; returns the exit code."""
+    root = (project_root or Path.cwd()).resolve()
+    home = ensure_dagster_home(root)
+    command = [_dagster_tool("dagster-daemon"), "run", "-m", DEFINITIONS_MODULE]
+    banner = f"Dagster daemon for '{env}' running (instance {home}; Ctrl-C to stop)"
+    return _supervise(command, env, root, home, out, lambda: True, banner, "the daemon")
