@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from clustering.infra import config as config_module
 from clustering.io.sample_data import write_sample_data
+
+
+@pytest.fixture
+def clean_clustering_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No CLUSTERING_* variable from the developer's shell; os.environ restored afterwards
+    (loading a config may write values from .env files into it)."""
+    saved = dict(os.environ)
+    for name in list(os.environ):
+        if name.startswith("CLUSTERING_"):
+            del os.environ[name]
+    monkeypatch.setattr(config_module, "_dotenv_written", {})
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from clustering.core.errors import ConfigError
 from clustering.core.params import PipelineParams
-from clustering.infra import config as config_module
 from clustering.infra.config import (
     DEFAULT_CONFIG_DIR,
     JOB_NAMES,
@@ -33,16 +31,8 @@ PROD_VARS = {
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No CLUSTERING_* variable from the developer's shell; os.environ restored afterwards."""
-    saved = dict(os.environ)
-    for name in list(os.environ):
-        if name.startswith("CLUSTERING_"):
-            del os.environ[name]
-    monkeypatch.setattr(config_module, "_dotenv_written", {})
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+def clean_environment(clean_clustering_env: None) -> None:
+    """No CLUSTERING_* variable from the developer's shell (see conftest)."""
 
 
 def set_vars(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -11,7 +9,6 @@ import pytest
 
 from clustering.dagster.definitions import create_definitions
 from clustering.dagster.schedules import build_schedules
-from clustering.infra import config as config_module
 from clustering.infra.config import load_config
 
 PROD_VARS = {
@@ -29,16 +26,8 @@ EXPECTED = {
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No CLUSTERING_* variable from the developer's shell; os.environ restored afterwards."""
-    saved = dict(os.environ)
-    for name in list(os.environ):
-        if name.startswith("CLUSTERING_"):
-            del os.environ[name]
-    monkeypatch.setattr(config_module, "_dotenv_written", {})
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+def clean_environment(clean_clustering_env: None) -> None:
+    """No CLUSTERING_* variable from the developer's shell (see conftest)."""
 
 
 def test_schedules_have_their_cron_timezone_and_job(tmp_path: Path) -> None:

@@ -19,7 +19,6 @@ from clustering.dagster.resources.alerts import AlertsResource
 from clustering.dagster.sensors import SENSOR_NAMES, build_sensors
 from clustering.dagster.sensors.file_sensors import EXTERNAL_TRACK, INTERNAL_TRACK, MERGING
 from clustering.dagster.sensors.run_sensors import EXTERNAL_MISSING, one_sentence
-from clustering.infra import config as config_module
 from clustering.infra.config import AlertChannel, AlertsConfig, load_config
 from clustering.infra.monitoring.alerts import AlertDispatcher
 from clustering.io.duckdb_store import DuckDBStore
@@ -29,16 +28,8 @@ PAST = time.time() - 3600
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No CLUSTERING_* variable from the developer's shell; os.environ restored afterwards."""
-    saved = dict(os.environ)
-    for name in list(os.environ):
-        if name.startswith("CLUSTERING_"):
-            del os.environ[name]
-    monkeypatch.setattr(config_module, "_dotenv_written", {})
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+def clean_environment(clean_clustering_env: None) -> None:
+    """No CLUSTERING_* variable from the developer's shell (see conftest)."""
 
 
 @pytest.fixture(scope="module")

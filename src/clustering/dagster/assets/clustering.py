@@ -25,13 +25,12 @@ from clustering.core.tables import (
     feature_table,
     frames_from_table,
     labels_from_table,
-    missing_or_extra_stores,
     model_table,
     profile_table,
-    stores_by_set,
 )
 from clustering.dagster.assets.common import (
     ClusteringRunConfig,
+    coverage_check,
     load_settings,
     preview,
     progress_to,
@@ -193,16 +192,7 @@ def build_clustering_assets(
     def every_store_assigned(
         assignments: pd.DataFrame, source_table: pd.DataFrame
     ) -> dg.AssetCheckResult:
-        problems = missing_or_extra_stores(stores_by_set(to_frames(source_table)), assignments)
-        return dg.AssetCheckResult(
-            passed=not problems,
-            metadata={"categories_with_problems": dg.MetadataValue.json(problems)},
-            description=(
-                "every store assigned exactly once"
-                if not problems
-                else f"stores missing or duplicated in {len(problems)} categories"
-            ),
-        )
+        return coverage_check(to_frames(source_table), assignments)
 
     @dg.asset_check(
         asset=assignments_key,

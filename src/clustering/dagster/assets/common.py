@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 import dagster as dg
@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from clustering.core.errors import ClusteringError
 from clustering.core.params import ClusteringParams, MergingParams
+from clustering.core.tables import missing_or_extra_stores, stores_by_set
 from clustering.dagster.resources.config import ClusteringConfigResource
 from clustering.infra.config import JOB_NAMES, AppConfig
 
@@ -92,6 +93,22 @@ def progress_to(
             logger.info("%s: %s", context.op_execution_context.op_handle, message)
 
     return report
+
+
+def coverage_check(
+    frames: Mapping[str, pd.DataFrame], assignments: pd.DataFrame
+) -> dg.AssetCheckResult:
+    """Passes when every store of every category in ``frames`` has exactly one row."""
+    problems = missing_or_extra_stores(stores_by_set(frames), assignments)
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={"categories_with_problems": dg.MetadataValue.json(problems)},
+        description=(
+            "every store assigned exactly once"
+            if not problems
+            else f"stores missing or duplicated in {len(problems)} categories"
+        ),
+    )
 
 
 def preview(frame: pd.DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:

@@ -10,11 +10,10 @@ from clustering.core.tables import (
     EXTERNAL_SET,
     frames_from_table,
     labels_from_table,
-    missing_or_extra_stores,
-    stores_by_set,
 )
 from clustering.dagster.assets.common import (
     MergingRunConfig,
+    coverage_check,
     load_settings,
     preview,
     store_metadata,
@@ -97,16 +96,7 @@ def merge_clusters(
 def final_every_store_assigned(
     final_store_clusters: pd.DataFrame, shares: pd.DataFrame
 ) -> dg.AssetCheckResult:
-    problems = missing_or_extra_stores(stores_by_set(share_matrices(shares)), final_store_clusters)
-    return dg.AssetCheckResult(
-        passed=not problems,
-        metadata={"categories_with_problems": dg.MetadataValue.json(problems)},
-        description=(
-            "every store × category exactly once"
-            if not problems
-            else f"stores missing or duplicated in {len(problems)} categories"
-        ),
-    )
+    return coverage_check(share_matrices(shares), final_store_clusters)
 
 
 @dg.asset_check(
