@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import socket
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from alert_servers import HookServer, MailServer, closed_port, serve_hooks, serve_mail
 
 from clustering.infra.config import AlertChannel, AlertsConfig
 from clustering.infra.monitoring.alerts import Alert, AlertDispatcher, ChannelResult
@@ -28,58 +24,10 @@ ALERT = Alert(
 )
 
 
-@dataclass
-class HookServer:
-    """An HTTP server on loopback recording every POST (path, headers, JSON body)."""
-
-    port: int
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    status: int = 200
-
-    def url(self, path: str = f"/hooks/{TOKEN}") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
 @pytest.fixture
 def hook_server() -> Iterator[HookServer]:
-    state = HookServer(port=0)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.requests.append(
-                {
-                    "path": self.path,
-                    "content_type": self.headers["Content-Type"],
-                    "body": json.loads(body),
-                }
-            )
-            self.send_response(state.status)
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.port = server.server_address[1]
-    # A short poll interval so shutdown() returns quickly at teardown.
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def closed_port() -> int:
-    """A loopback port with nothing listening (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    with serve_hooks() as server:
+        yield server
 
 
 def alerts_config(*channels: AlertChannel, min_severity: str = "warning") -> AlertsConfig:
@@ -144,7 +92,7 @@ def test_warning_alert_is_logged_as_warning(caplog: pytest.LogCaptureFixture) ->
 
 def test_webhook_posts_the_alert_as_json(hook_server: HookServer) -> None:
     dispatcher = AlertDispatcher(
-        alerts_config(webhook()), environ={"TEST_WEBHOOK_URL": hook_server.url()}
+        alerts_config(webhook()), environ={"TEST_WEBHOOK_URL": hook_server.url(f"/hooks/{TOKEN}")}
     )
     results = dispatcher.send(ALERT)
 
@@ -185,7 +133,7 @@ def test_every_channel_gets_the_alert_and_one_failure_does_not_stop_the_others(
         alerts_config(AlertChannel(type="log"), webhook("DOWN_URL"), slack()),
         environ={
             "DOWN_URL": f"http://127.0.0.1:{closed_port()}/hook",
-            "TEST_SLACK_URL": hook_server.url(),
+            "TEST_SLACK_URL": hook_server.url(f"/hooks/{TOKEN}"),
         },
         timeout=5,
     )
@@ -203,7 +151,7 @@ def test_every_channel_gets_the_alert_and_one_failure_does_not_stop_the_others(
 def test_server_error_is_reported_not_raised(hook_server: HookServer) -> None:
     hook_server.status = 500
     dispatcher = AlertDispatcher(
-        alerts_config(webhook()), environ={"TEST_WEBHOOK_URL": hook_server.url()}
+        alerts_config(webhook()), environ={"TEST_WEBHOOK_URL": hook_server.url(f"/hooks/{TOKEN}")}
     )
     [result] = dispatcher.send(ALERT)
     assert not result.ok
@@ -235,7 +183,7 @@ def test_non_http_url_is_refused() -> None:
 def test_alerts_below_the_threshold_are_not_sent(hook_server: HookServer) -> None:
     dispatcher = AlertDispatcher(
         alerts_config(webhook(), min_severity="error"),
-        environ={"TEST_WEBHOOK_URL": hook_server.url()},
+        environ={"TEST_WEBHOOK_URL": hook_server.url(f"/hooks/{TOKEN}")},
     )
     warning = Alert(severity="warning", title="slow step", job="merging_job")
 
@@ -266,7 +214,7 @@ def test_secrets_never_reach_the_log(
     hook_server: HookServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     environ = {
-        "TEST_WEBHOOK_URL": hook_server.url(),
+        "TEST_WEBHOOK_URL": hook_server.url(f"/hooks/{TOKEN}"),
         "TEST_SLACK_URL": f"http://127.0.0.1:{closed_port()}/hooks/{TOKEN}",
         **SMTP_ENV,
     }
@@ -289,53 +237,10 @@ def test_secrets_never_reach_the_log(
 # --- e-mail through a real SMTP server -----------------------------------------------------
 
 
-@dataclass
-class MailServer:
-    port: int
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    logins: list[tuple[str, str]] = field(default_factory=list)
-
-
 @pytest.fixture
 def mail_server() -> Iterator[MailServer]:
-    # aiosmtpd is the SMTP server for tests since Python dropped smtpd; optional until locked.
-    controller_module = pytest.importorskip(
-        "aiosmtpd.controller", reason="aiosmtpd is not installed (needed for the e-mail test)"
-    )
-    smtp_module = pytest.importorskip("aiosmtpd.smtp")
-    state = MailServer(port=closed_port())
-
-    class Handler:
-        async def handle_DATA(  # noqa: N802 (the hook name aiosmtpd calls)
-            self, server: Any, session: Any, envelope: Any
-        ) -> str:
-            state.messages.append(
-                {
-                    "from": envelope.mail_from,
-                    "to": list(envelope.rcpt_tos),
-                    "data": envelope.content.decode("utf-8"),
-                }
-            )
-            return "250 OK"
-
-    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
-        state.logins.append((data.login.decode(), data.password.decode()))
-        ok = (data.login.decode(), data.password.decode()) == ("alerts-bot", PASSWORD)
-        # handled=False makes the server answer 535 itself; handled=True would leave it silent.
-        return smtp_module.AuthResult(success=ok, handled=False)
-
-    controller = controller_module.Controller(
-        Handler(),
-        hostname="127.0.0.1",
-        port=state.port,
-        authenticator=authenticate,
-        auth_require_tls=False,  # no certificate on loopback; STARTTLS is the default elsewhere
-    )
-    controller.start()
-    try:
-        yield state
-    finally:
-        controller.stop()
+    with serve_mail("alerts-bot", PASSWORD) as server:
+        yield server
 
 
 def test_email_is_delivered_with_login(

@@ -249,6 +249,60 @@ def test_job_config_overrides_env_and_overrides_win_over_job_config(tmp_path: Pa
     assert other.params == PipelineParams()
 
 
+def test_site_file_adds_alert_channels_and_wins_over_job_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "site.yml").write_text(
+        "alerts:\n"
+        "  min_severity: error\n"
+        "  channels:\n"
+        "    - type: webhook\n"
+        "      url_env: CLUSTERING_ALERT_WEBHOOK_URL\n"
+        "params:\n  internal_clustering:\n    max_k: 7\n"
+    )
+    folder = config_dir_with(
+        tmp_path,
+        {
+            "job_configs/internal_clustering_job.yml": (
+                "params:\n  internal_clustering:\n    max_k: 12\n"
+            )
+        },
+    )
+    monkeypatch.setenv("CLUSTERING_CONFIG", "site.yml")  # relative to the project root
+    config = load_config("dev", "internal_clustering_job", project_root=tmp_path, config_dir=folder)
+    assert [channel.type for channel in config.alerts.channels] == ["webhook"]
+    assert config.alerts.min_severity == "error"
+    assert config.params.internal_clustering.max_k == 7
+    overridden = load_config(
+        "dev",
+        overrides={"params": {"internal_clustering": {"max_k": 9}}},
+        project_root=tmp_path,
+    )
+    assert overridden.params.internal_clustering.max_k == 9
+
+
+def test_site_file_may_be_named_in_dotenv(tmp_path: Path) -> None:
+    (tmp_path / "site.yml").write_text("logging:\n  level: DEBUG\n")
+    (tmp_path / ".env").write_text("CLUSTERING_CONFIG=site.yml\n")
+    assert load_config("dev", project_root=tmp_path).logging.level == "DEBUG"
+
+
+def test_missing_or_wrong_site_file_is_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLUSTERING_CONFIG", str(tmp_path / "nowhere.yml"))
+    with pytest.raises(
+        ConfigError, match=r"CLUSTERING_CONFIG names '.*nowhere.yml', which is not a file"
+    ):
+        load_config("dev", project_root=tmp_path)
+    (tmp_path / "site.yml").write_text("alerts:\n  min_severity: loud\n")
+    monkeypatch.setenv("CLUSTERING_CONFIG", str(tmp_path / "site.yml"))
+    with pytest.raises(ConfigError) as info:
+        load_config("dev", project_root=tmp_path)
+    assert "CLUSTERING_CONFIG=site.yml" in str(info.value)
+    assert "alerts.min_severity" in str(info.value)
+
+
 def test_overrides_may_refer_to_other_keys(tmp_path: Path) -> None:
     config = load_config(
         "dev",

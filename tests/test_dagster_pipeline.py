@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -160,3 +161,16 @@ def test_bad_input_stops_the_run_with_the_contract_sentence(
     assert message.startswith(f"internal sales '{sales_file}': column TOTAL_SALES must be ≥ 0")
     store = DuckDBStore(root / "outputs" / "clustering_dev.duckdb")
     assert not store.has_table("merging", "final_store_clusters")
+
+
+def test_executor_follows_the_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith("CLUSTERING_")]:
+        monkeypatch.delenv(name)
+    default = create_definitions("dev", project_root=tmp_path).resolve_job_def("merging_job")
+    assert default.executor_def.name == "multiprocess"
+    (tmp_path / "site.yml").write_text("dagster:\n  executor: in_process\n")
+    monkeypatch.setenv("CLUSTERING_CONFIG", "site.yml")
+    in_process = create_definitions("dev", project_root=tmp_path).resolve_job_def("merging_job")
+    assert in_process.executor_def.name == "in_process"

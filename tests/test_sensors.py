@@ -16,7 +16,7 @@ import pytest
 
 from clustering.dagster.definitions import create_definitions
 from clustering.dagster.resources.alerts import AlertsResource
-from clustering.dagster.sensors import SENSOR_NAMES, build_sensors
+from clustering.dagster.sensors import ALERT_SENSORS, SENSOR_NAMES, build_sensors
 from clustering.dagster.sensors.file_sensors import EXTERNAL_TRACK, INTERNAL_TRACK, MERGING
 from clustering.dagster.sensors.run_sensors import EXTERNAL_MISSING, one_sentence
 from clustering.infra.config import AlertChannel, AlertsConfig, load_config
@@ -79,14 +79,21 @@ def keys(names: list[str]) -> set[dg.AssetKey]:
 # --- definitions ---------------------------------------------------------------------------
 
 
-def test_definitions_carry_the_four_sensors_stopped_in_dev(project: Path) -> None:
+def test_dev_sensors_that_launch_runs_are_stopped_and_alert_sensors_run(project: Path) -> None:
     repo = create_definitions("dev", project_root=project).get_repository_def()
     assert {s.name for s in repo.sensor_defs} == set(SENSOR_NAMES)
     for sensor in repo.sensor_defs:
-        assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+        expected = (
+            dg.DefaultSensorStatus.RUNNING
+            if sensor.name in ALERT_SENSORS
+            else dg.DefaultSensorStatus.STOPPED
+        )
+        assert sensor.default_status == expected, sensor.name
     assert repo.get_sensor_def("internal_data_sensor").minimum_interval_seconds == 30
     assert repo.get_sensor_def("external_data_sensor").minimum_interval_seconds == 30
     assert repo.get_sensor_def("internal_data_sensor").job_name == "full_pipeline_job"
+    for name in ["internal_clustering_complete_sensor", *ALERT_SENSORS]:
+        assert repo.get_sensor_def(name).minimum_interval_seconds == 10
 
 
 def test_sensors_run_by_default_when_the_environment_says_so(
@@ -228,16 +235,26 @@ def _run_and_event(
     return run, event
 
 
-def _complete(defs: dg.Definitions) -> dg.RunRequest | dg.SkipReason:
+def _complete(
+    defs: dg.Definitions, job_name: str = "internal_clustering_job"
+) -> dg.RunRequest | dg.SkipReason | None:
     sensor = defs.get_repository_def().get_sensor_def("internal_clustering_complete_sensor")
     instance = dg.DagsterInstance.ephemeral()
-    run, event = _run_and_event(instance, "internal_clustering_job", dg.DagsterRunStatus.SUCCESS)
+    run, event = _run_and_event(instance, job_name, dg.DagsterRunStatus.SUCCESS)
     context = dg.build_run_status_sensor_context(
         sensor_name=sensor.name, dagster_instance=instance, dagster_run=run, dagster_event=event
     )
     result = sensor(context)
-    assert isinstance(result, (dg.RunRequest, dg.SkipReason))
+    assert result is None or isinstance(result, (dg.RunRequest, dg.SkipReason))
     return result
+
+
+def test_complete_sensor_passes_over_other_jobs(tmp_path: Path) -> None:
+    store = DuckDBStore(load_config("dev", project_root=tmp_path).paths.duckdb_path)
+    store.write_table("external_clustering", "external_assignments", pd.DataFrame({"a": [1]}))
+    defs = create_definitions("dev", project_root=tmp_path)
+    assert _complete(defs, "merging_job") is None
+    assert _complete(defs, "external_clustering_job") is None
 
 
 def test_complete_sensor_skips_when_external_clustering_never_ran(tmp_path: Path) -> None:
@@ -362,3 +379,149 @@ def test_one_sentence_drops_the_exception_class_and_later_lines() -> None:
     assert one_sentence("ValueError: bad input.\nTraceback...") == "bad input."
     assert one_sentence("clustering.core.errors.ConfigError: no key x.") == "no key x."
     assert one_sentence("plain text") == "plain text"
+
+
+# --- asset_check_alert_sensor ---------------------------------------------------------------
+
+
+@dg.asset
+def store_clusters() -> int:
+    return 1
+
+
+@dg.asset_check(asset=store_clusters, description="silhouette floor")
+def silhouette_floor(store_clusters: int) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=False,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="1 categories below the silhouette floor",
+        metadata={"weak_categories": dg.MetadataValue.json({"SNACKS": 0.04})},
+    )
+
+
+@dg.asset_check(asset=store_clusters, description="coverage")
+def every_store(store_clusters: int) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=False,
+        description="stores missing or duplicated in 1 categories",
+        metadata={"categories_with_problems": dg.MetadataValue.json({"SNACKS": "3 missing"})},
+    )
+
+
+@dg.asset_check(asset=store_clusters, description="passes")
+def sizes_fine(store_clusters: int) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=True, description="all clusters large enough")
+
+
+def _check_alert_log(
+    tmp_path: Path,
+    checks: list[dg.AssetChecksDefinition],
+    caplog: pytest.LogCaptureFixture,
+    min_severity: str = "warning",
+) -> str:
+    """Run the asset with ``checks`` for real, tick asset_check_alert_sensor, return the log."""
+    config = AlertsConfig(
+        enabled=True,
+        min_severity=min_severity,
+        ui_base_url="http://ui.test",
+        channels=[AlertChannel(type="log")],
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([store_clusters, *checks], instance=instance)
+    assert result.success  # failed non-blocking checks do not fail the run
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    defs = create_definitions("dev", project_root=tmp_path)
+    sensor = defs.get_repository_def().get_sensor_def("asset_check_alert_sensor")
+    success = instance.get_records_for_run(
+        result.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS
+    ).records[0]
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        dg.build_run_status_sensor_context(
+            sensor_name=sensor.name,
+            dagster_instance=instance,
+            dagster_run=run,
+            dagster_event=success.event_log_entry.dagster_event,
+            resources={"alerts": _alerts(tmp_path)},
+        ) as context,
+        caplog.at_level(logging.INFO),
+    ):
+        patch.setattr(AlertsResource, "dispatcher", lambda self: AlertDispatcher(config))
+        sensor(context)
+        return caplog.text + f"\nrun_id={result.run_id}"
+
+
+def test_check_alert_lists_each_failed_check_with_its_details(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = _check_alert_log(tmp_path, [silhouette_floor, every_store, sizes_fine], caplog)
+    assert "[ERROR] 2 quality checks failed in __ephemeral_asset_job__" in text
+    assert (
+        "store_clusters: silhouette_floor failed (warning): 1 categories below the silhouette "
+        'floor — weak_categories {"SNACKS": 0.04}'
+    ) in text
+    assert "store_clusters: every_store failed (error)" in text
+    assert '"SNACKS": "3 missing"' in text
+    assert "sizes_fine" not in text
+    run_id = text.rsplit("run_id=", 1)[1]
+    assert f"http://ui.test/runs/{run_id}" in text
+
+
+def test_check_alert_names_the_step_of_a_single_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = _check_alert_log(tmp_path, [silhouette_floor, sizes_fine], caplog)
+    assert "[WARNING] 1 quality check failed in __ephemeral_asset_job__" in text
+    assert "step store_clusters_silhouette_floor" in text
+
+
+def test_check_alert_respects_the_threshold(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    only_warning = _check_alert_log(tmp_path, [silhouette_floor], caplog, min_severity="error")
+    assert "ALERT" not in only_warning
+    caplog.clear()
+    both = _check_alert_log(tmp_path, [silhouette_floor, every_store], caplog, "error")
+    assert "[ERROR] 1 quality check failed" in both
+    assert "every_store failed (error)" in both
+    assert "silhouette_floor" not in both
+
+
+def test_check_alert_is_quiet_when_every_check_passed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert "ALERT" not in _check_alert_log(tmp_path, [sizes_fine], caplog)
+
+
+@dg.asset(deps=[store_clusters])
+def final_table() -> None:
+    raise ValueError("the merge found no external clusters.")
+
+
+def test_failed_run_alerts_the_failure_and_the_checks_that_failed_before_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [store_clusters, final_table, every_store], instance=instance, raise_on_error=False
+    )
+    assert not result.success
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    defs = create_definitions("dev", project_root=tmp_path)
+    sensor = defs.get_repository_def().get_sensor_def("run_failure_alert_sensor")
+    with (
+        dg.build_run_status_sensor_context(
+            sensor_name=sensor.name,
+            dagster_instance=instance,
+            dagster_run=run,
+            dagster_event=result.get_run_failure_event(),
+            resources={"alerts": _alerts(tmp_path)},
+        ) as context,
+        caplog.at_level(logging.INFO),
+    ):
+        sensor(context)
+    assert "step final_table: the merge found no external clusters." in caplog.text
+    assert "[ERROR] 1 quality check failed in __ephemeral_asset_job__" in caplog.text
+    assert "store_clusters: every_store failed (error)" in caplog.text

@@ -1,9 +1,11 @@
 """Environment configuration: YAML layers merged with OmegaConf, validated once into pydantic.
 
-Layers, later wins: ``base.yml`` < ``<env>.yml`` < ``job_configs/<job>.yml`` < overrides (a
-nested mapping, e.g. from Dagster run config). Values may use OmegaConf interpolation:
-``${oc.env:VAR,default}`` for the environment and ``${paths.raw_dir}``-style references to other
-keys; ``${env}`` is the environment name. Relative paths are resolved against the project root.
+Layers, later wins: ``base.yml`` < ``<env>.yml`` < ``job_configs/<job>.yml`` < the site file
+named by ``CLUSTERING_CONFIG`` (optional; a deployment's own settings, such as alert channels,
+without editing the package) < overrides (a nested mapping, e.g. from Dagster run config).
+Values may use OmegaConf interpolation: ``${oc.env:VAR,default}`` for the environment and
+``${paths.raw_dir}``-style references to other keys; ``${env}`` is the environment name.
+Relative paths are resolved against the project root.
 
 ``.env`` and ``.env.<env>`` in the project root are applied to ``os.environ`` for keys the real
 environment does not set (see :func:`_apply_dotenv`): the alert senders and Dagster's ``EnvVar``
@@ -52,6 +54,9 @@ JOB_NAMES: tuple[str, ...] = (
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[1] / "dagster" / "resources" / "configs"
 
 _ROOT_KEY = "project_root"
+
+SITE_CONFIG_VAR = "CLUSTERING_CONFIG"
+"""Environment variable naming an optional YAML file layered over the packaged configuration."""
 
 
 # --- field types ---------------------------------------------------------------------------
@@ -237,6 +242,9 @@ class DagsterConfig(_Config):
 
     # DuckDB allows one writer per file; more would only wait on its lock.
     max_concurrent_duckdb_writes: int = Field(1, ge=1)
+    executor: Literal["multiprocess", "in_process"] = "multiprocess"
+    # Per-category work inside a step already uses every core; more steps would compete.
+    max_concurrent_steps: int = Field(2, ge=1)
     schedules: ScheduleConfig
 
 
@@ -320,11 +328,14 @@ def load_config(
     job_file = f"job_configs/{job}.yml"
     if job is not None and (folder / job_file).is_file():
         layers.append((job_file, _read_yaml(folder, job_file)))
+    _apply_dotenv(root, env)  # before the site file: .env may name it
+    site = _site_file(root)
+    if site is not None:
+        layers.append((f"{SITE_CONFIG_VAR}={site.name}", _read_yaml(site.parent, site.name)))
     if overrides:
         layers.append(("overrides", overrides))
     source = f"config for env '{env}' ({' < '.join(name for name, _ in layers)})"
 
-    _apply_dotenv(root, env)
     resolved = _merge_and_resolve(env, layers, source)
     try:
         return AppConfig.model_validate(resolved, context={_ROOT_KEY: root})
@@ -349,6 +360,21 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def _site_file(root: Path) -> Path | None:
+    """The file ``$CLUSTERING_CONFIG`` names (relative to ``root``), or None when unset."""
+    value = os.environ.get(SITE_CONFIG_VAR, "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else root / path
+    if not path.is_file():
+        raise ConfigError(
+            f"{SITE_CONFIG_VAR} names '{value}', which is not a file; "
+            "point it at a YAML file of configuration keys or unset it."
+        )
+    return path
 
 
 def _read_yaml(folder: Path, name: str) -> Mapping[str, object]:
