@@ -9,10 +9,11 @@ ENV ?= dev
 PRESET ?= small
 RAW_DIR ?= $(or $(CLUSTERING_RAW_DIR),data/raw)
 UV_VERSION := $(shell sed -n 's/^uv==//p' requirements.lock)
+CHROMIUM := /usr/bin/chromium
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
-.PHONY: ui setup run data test lint format typecheck bench recovery clean lock help
+.PHONY: ui setup run data test lint format typecheck browser bench recovery clean lock help
 
 help:  ## list the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -61,7 +62,20 @@ format: $(STAMP)  ## apply ruff formatting and safe fixes
 typecheck: $(STAMP)  ## mypy on src/
 	$(BIN)/mypy src
 
-test: lint typecheck  ## lint, type-check and run the test suite
+# The browser test (tests/test_browser.py) drives the system's Chromium through Playwright;
+# Playwright's own browser download is never used.
+browser:  ## install Debian's chromium for the browser test when it is missing (needs root and apt-get)
+	@if [ -x $(CHROMIUM) ]; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing chromium for the browser test..."; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "note: $(CHROMIUM) is missing, so tests/test_browser.py is skipped (and fails when CI is set); install it with 'sudo apt-get install chromium'."; \
+	fi
+
+test: lint typecheck browser  ## lint, type-check, install chromium if missing and run the test suite
 	$(BIN)/pytest
 
 bench: $(STAMP)  ## time and peak memory of each stage on the medium and large presets

@@ -81,8 +81,6 @@ alerts:
       recipients: ops@example.com, planner@example.com
     - type: webhook
       url_env: CLUSTERING_ALERT_WEBHOOK_URL
-dagster:
-  executor: in_process   # the multiprocess executor is exercised by test_dagster_cli
 params:
   internal_clustering:
     silhouette_floor: 0.99

@@ -31,8 +31,10 @@ def _project(small_data: Path, root: Path) -> dict[str, str]:
     home = root / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # dev runs in process by default; this file runs the multiprocess executor of staging/prod.
+    (root / "site.yml").write_text("dagster:\n  executor: multiprocess\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERING_")}
-    env.update(DAGSTER_HOME=str(home), CLUSTERING_WORKERS="1")
+    env.update(DAGSTER_HOME=str(home), CLUSTERING_WORKERS="1", CLUSTERING_CONFIG="site.yml")
     return env
 
 

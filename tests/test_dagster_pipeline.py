@@ -168,9 +168,9 @@ def test_executor_follows_the_configuration(
 ) -> None:
     for name in [n for n in os.environ if n.startswith("CLUSTERING_")]:
         monkeypatch.delenv(name)
-    default = create_definitions("dev", project_root=tmp_path).resolve_job_def("merging_job")
-    assert default.executor_def.name == "multiprocess"
-    (tmp_path / "site.yml").write_text("dagster:\n  executor: in_process\n")
+    dev = create_definitions("dev", project_root=tmp_path).resolve_job_def("merging_job")
+    assert dev.executor_def.name == "in_process"
+    (tmp_path / "site.yml").write_text("dagster:\n  executor: multiprocess\n")
     monkeypatch.setenv("CLUSTERING_CONFIG", "site.yml")
-    in_process = create_definitions("dev", project_root=tmp_path).resolve_job_def("merging_job")
-    assert in_process.executor_def.name == "in_process"
+    site = create_definitions("dev", project_root=tmp_path).resolve_job_def("merging_job")
+    assert site.executor_def.name == "multiprocess"

@@ -36,7 +36,8 @@ def test_sensor_and_schedule_commands(small_data: Path, tmp_path: Path) -> None:
         "external_data_sensor": "STOPPED",
         "internal_clustering_complete_sensor": "STOPPED",
         "internal_data_sensor": "STOPPED",
-        "run_failure_alert_sensor": "STOPPED",
+        "run_failure_alert_sensor": "RUNNING",
+        "asset_check_alert_sensor": "RUNNING",
     }
     assert "internal_clustering_complete_sensor  STOPPED  merging_job" in listing.stdout
 
