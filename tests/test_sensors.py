@@ -525,3 +525,23 @@ def test_failed_run_alerts_the_failure_and_the_checks_that_failed_before_it(
     assert "step final_table: the merge found no external clusters." in caplog.text
     assert "[ERROR] 1 quality check failed in __ephemeral_asset_job__" in caplog.text
     assert "store_clusters: every_store failed (error)" in caplog.text
+
+
+def test_failure_alert_goes_out_when_the_check_results_cannot_be_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    defs = create_definitions("dev", project_root=tmp_path)
+    sensor = defs.get_repository_def().get_sensor_def("run_failure_alert_sensor")
+    instance = dg.DagsterInstance.ephemeral()
+    with (
+        _failed_run_context(instance, {"alerts": _alerts(tmp_path)}) as context,
+        caplog.at_level(logging.INFO),
+    ):
+
+        def unreadable(*args: object, **kwargs: object) -> None:
+            raise OSError("event log storage unavailable")
+
+        monkeypatch.setattr(type(instance), "get_records_for_run", unreadable)
+        sensor(context)
+    assert "could not read the check results" in caplog.text
+    assert "[ERROR] failing_job failed" in caplog.text

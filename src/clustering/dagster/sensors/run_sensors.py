@@ -139,9 +139,13 @@ def failed_check_alert(
     metadata (which categories, which sizes). The alert's severity is the highest listed; its
     step is the check's step when only one failed.
     """
-    records = instance.get_records_for_run(
-        run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
-    ).records
+    try:
+        records = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ).records
+    except Exception:  # never let the event log keep a failure alert from going out
+        logger.warning("could not read the check results of run %s", run.run_id, exc_info=True)
+        return None
     lines: list[str] = []
     steps: list[str] = []
     severities: list[Severity] = []
