@@ -31,6 +31,10 @@ EXTERNAL_MISSING = (
 RUN_SENSOR_INTERVAL_SECONDS = 10
 """How often the daemon looks for finished runs: alerts and merging follow within seconds."""
 
+MAX_CHECK_LINE = 600
+"""A check's line is cut here: an alert names the problem, the run page has the whole table."""
+
+
 _CLASS_PREFIX = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Failure):\s*")
 
 
@@ -190,10 +194,6 @@ def _check_line(evaluation: dg.AssetCheckEvaluation, severity: Severity) -> str:
     if details:
         line += " — " + "; ".join(details)
     return line[:MAX_CHECK_LINE] + ("…" if len(line) > MAX_CHECK_LINE else "")
-
-
-MAX_CHECK_LINE = 600
-"""A check's line is cut here: an alert names the problem, the run page has the whole table."""
 
 
 def _send(
