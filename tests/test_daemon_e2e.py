@@ -7,9 +7,10 @@ One daemon session covers what a user relies on when nobody is watching:
   server and a real HTTP webhook as a warning;
 * ``python -m clustering run internal_clustering_job`` (in-process, no code-location origin)
   makes ``internal_clustering_complete_sensor`` launch ``merging_job``;
-* a half-written file is never picked up; a bad sales file starts one run, which fails, and the
-  failure (job, step, the contract's sentence, the run's link) arrives by e-mail and webhook;
-* the identical file copied again starts nothing.
+* a file still being written (temporary name) is not picked up until it is renamed into place;
+  that bad sales file starts one run, which fails, and the failure (job, step, the contract's
+  sentence, the run's link) arrives by e-mail and webhook;
+* after a daemon restart, the identical file copied again starts nothing.
 """
 
 from __future__ import annotations
@@ -60,6 +61,28 @@ def _wait_for(home: Path, count: int, timeout: float = RUN_TIMEOUT_S) -> list[dg
             return runs
         time.sleep(2)
     raise AssertionError(f"expected {count} finished runs, found {[r.status for r in runs]}")
+
+
+def _start_daemon(cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "clustering", "daemon"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _stop_daemon(daemon: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(daemon.pid, signal.SIGKILL)
+        daemon.wait()
+    except ProcessLookupError:
+        pass
 
 
 def _site_config(path: Path, mail_port: int) -> None:
@@ -145,14 +168,7 @@ def test_daemon_runs_sensors_and_alerts_by_mail_and_webhook(
     assert status["run_failure_alert_sensor"] == "RUNNING"  # alert sensors need no start
     assert status["asset_check_alert_sensor"] == "RUNNING"
 
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "clustering", "daemon"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    daemon = _start_daemon(tmp_path, env)
     try:
         # First tick: the inputs present are new to the sensor -> one run, which succeeds.
         [first] = _wait_for(home, 1)
@@ -185,12 +201,17 @@ def test_daemon_runs_sensors_and_alerts_by_mail_and_webhook(
         assert merging.status == dg.DagsterRunStatus.SUCCESS
         assert merging.tags.get("clustering/trigger") == "internal_clustering_complete_sensor"
 
-        # A half-written file is left alone; a bad sales file starts one run, which fails.
-        (raw / ".internal_sales.parquet.tmp").write_bytes(b"PAR1 not finished")
+        # A file still being written under a temporary name is left alone ...
         sales = pd.read_parquet(raw / "internal_sales.parquet")
         bad = tmp_path / "bad_sales.parquet"
         sales.drop(columns=["TOTAL_SALES"]).to_parquet(bad, index=False)
-        shutil.copy(bad, raw / "internal_sales.parquet")
+        partial = raw / ".internal_sales.parquet.tmp"
+        shutil.copy(bad, partial)
+        _settle(partial)
+        time.sleep(35)  # at least one tick of the file sensor (every 30 s)
+        assert len(_runs(home)) == 3
+        # ... and picked up once complete (renamed into place): one run, which fails.
+        os.replace(partial, raw / "internal_sales.parquet")
         _settle(raw / "internal_sales.parquet")
         runs = _wait_for(home, 4)
         failed = runs[3]
@@ -215,14 +236,12 @@ def test_daemon_runs_sensors_and_alerts_by_mail_and_webhook(
         assert f"run: {UI_URL}/runs/{failed.run_id}" in body
         assert message["To"] == "ops@example.com, planner@example.com"
 
-        # The identical file again -> no new run after a few ticks.
+        # A restarted daemon, the identical file copied again -> no new run after a few ticks.
+        _stop_daemon(daemon)
+        daemon = _start_daemon(tmp_path, env)
         shutil.copy(bad, raw / "internal_sales.parquet")
         _settle(raw / "internal_sales.parquet")
-        time.sleep(45)  # the file sensors tick every 30 s
+        time.sleep(45)  # the daemon starts in ~8 s; the file sensors tick every 30 s
         assert len(_runs(home)) == 4
     finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
+        _stop_daemon(daemon)
