@@ -431,3 +431,19 @@ def test_config_is_frozen(tmp_path: Path) -> None:
 )
 def test_urls_in_logs_hide_passwords(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_readme_site_file_example_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    marker = "For example, alerts by e-mail and webhook:\n\n```yaml\n"
+    assert marker in readme
+    example = readme.split(marker, 1)[1].split("```", 1)[0]
+    (tmp_path / "site.yml").write_text(example)
+    monkeypatch.setenv("CLUSTERING_CONFIG", "site.yml")
+    config = load_config("dev", project_root=tmp_path)
+    assert [channel.type for channel in config.alerts.channels] == ["email", "webhook", "slack"]
+    assert config.alerts.channels[0].recipients == [
+        "category-team@example.com",
+        "ops@example.com",
+    ]
+    assert config.alerts.ui_base_url == "http://dagster.example.internal:3000"
