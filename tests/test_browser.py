@@ -9,11 +9,9 @@ asset graph and of the finished run are saved to outputs/browser/ (ignored by gi
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +23,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from clustering.infra.ui_server import descendants, is_running
+from clustering.infra.ui_server import stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -113,26 +111,8 @@ def _start_ui(project: Path, port: int, log: Path) -> subprocess.Popen[str]:
         if f"Dagster UI for 'dev': http://127.0.0.1:{port}" in log.read_text(errors="replace"):
             return process
         time.sleep(0.5)
-    _stop_ui(process)
+    stop_group(process)
     pytest.fail(f"the UI did not start within {UI_START_TIMEOUT_S} s:\n{_tail(log)}")
-
-
-def _stop_ui(process: subprocess.Popen[str]) -> None:
-    """SIGTERM to the command's process group (it stops dagster dev's own group), then make sure
-    nothing is left behind."""
-    tree = descendants(process.pid)
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
-    for pid in tree:
-        if is_running(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
 
 def _code_location(base: str) -> str:
@@ -241,5 +221,5 @@ def test_ui_in_browser_shows_groups_and_runs_full_pipeline(
             finally:
                 browser.close()
     finally:
-        _stop_ui(process)
+        stop_group(process)
     assert process.returncode == 0, _tail(log)

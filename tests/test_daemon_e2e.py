@@ -19,7 +19,6 @@ import email
 import email.policy
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -32,6 +31,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 from alert_servers import HookServer, MailServer, serve_hooks, serve_mail, wait_until
+
+from clustering.infra.ui_server import stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -72,17 +73,6 @@ def _start_daemon(cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-
-
-def _stop_daemon(daemon: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        daemon.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(daemon.pid, signal.SIGKILL)
-        daemon.wait()
-    except ProcessLookupError:
-        pass
 
 
 def _site_config(path: Path, mail_port: int) -> None:
@@ -237,11 +227,11 @@ def test_daemon_runs_sensors_and_alerts_by_mail_and_webhook(
         assert message["To"] == "ops@example.com, planner@example.com"
 
         # A restarted daemon, the identical file copied again -> no new run after a few ticks.
-        _stop_daemon(daemon)
+        stop_group(daemon)
         daemon = _start_daemon(tmp_path, env)
         shutil.copy(bad, raw / "internal_sales.parquet")
         _settle(raw / "internal_sales.parquet")
         time.sleep(45)  # the daemon starts in ~8 s; the file sensors tick every 30 s
         assert len(_runs(home)) == 4
     finally:
-        _stop_daemon(daemon)
+        stop_group(daemon)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from clustering.infra.ui_server import stop_group
 from clustering.io.duckdb_store import DuckDBStore
 
 pytestmark = pytest.mark.slow
@@ -138,12 +138,7 @@ def test_dagster_dev_serves_the_four_groups(small_data: Path, tmp_path: Path) ->
                 time.sleep(1)
         assert groups == {"preprocessing", "internal_clustering", "external_clustering", "merging"}
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
 
 
 def test_clustering_run_command_full_pipeline_and_failure(small_data: Path, tmp_path: Path) -> None:

@@ -6,8 +6,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -287,44 +286,56 @@ def failing_job() -> None:
     load_need_states()
 
 
-@contextmanager
-def _failed_run_context(
-    instance: dg.DagsterInstance, resources: dict[str, object]
-) -> Iterator[dg.RunStatusSensorContext]:
-    """A sensor context for a real failed run of ``failing_job`` (event log included)."""
-    result = failing_job.execute_in_process(instance=instance, raise_on_error=False)
-    assert not result.success
+def tick_on_run(
+    tmp_path: Path,
+    sensor_name: str,
+    instance: dg.DagsterInstance,
+    result: dg.ExecuteInProcessResult,
+    caplog: pytest.LogCaptureFixture,
+    before_tick: Callable[[], None] | None = None,
+) -> str:
+    """Tick one of the dev definitions' run-status sensors on ``result``'s finished run, as the
+    daemon would after it ended, with INFO logs captured by ``caplog``; return the run id."""
+    defs = create_definitions("dev", project_root=tmp_path)
+    sensor = defs.get_repository_def().get_sensor_def(sensor_name)
     run = instance.get_run_by_id(result.run_id)
     assert run is not None
+    event = result.get_run_success_event() if result.success else result.get_run_failure_event()
     with dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alert_sensor",
+        sensor_name=sensor_name,
         dagster_instance=instance,
         dagster_run=run,
-        dagster_event=result.get_run_failure_event(),
-        resources=resources,
+        dagster_event=event,
+        resources={"alerts": (defs.resources or {})["alerts"]},
     ) as context:
-        yield context
+        if before_tick is not None:
+            before_tick()
+        with caplog.at_level(logging.INFO):
+            sensor(context)
+    return result.run_id
 
 
-def _alerts(tmp_path: Path) -> AlertsResource:
-    defs = create_definitions("dev", project_root=tmp_path)
-    resource = (defs.resources or {})["alerts"]
-    assert isinstance(resource, AlertsResource)
-    return resource
+def failed_run(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    """A real failed run of ``failing_job`` (event log included)."""
+    result = failing_job.execute_in_process(instance=instance, raise_on_error=False)
+    assert not result.success
+    return result
+
+
+def use_alerts(monkeypatch: pytest.MonkeyPatch, config: AlertsConfig) -> None:
+    """Send the sensors' alerts through ``config`` instead of the environment's channels."""
+    monkeypatch.setattr(
+        AlertsResource, "dispatcher", lambda self: AlertDispatcher(config, environ={})
+    )
 
 
 def test_failure_sensor_logs_job_step_error_and_link(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    defs = create_definitions("dev", project_root=tmp_path)
-    sensor = defs.get_repository_def().get_sensor_def("run_failure_alert_sensor")
     instance = dg.DagsterInstance.ephemeral()
-    with (
-        _failed_run_context(instance, {"alerts": _alerts(tmp_path)}) as context,
-        caplog.at_level(logging.INFO),
-    ):
-        sensor(context)
-        run_id = context.dagster_run.run_id
+    run_id = tick_on_run(
+        tmp_path, "run_failure_alert_sensor", instance, failed_run(instance), caplog
+    )
     text = caplog.text
     assert "failing_job" in text
     assert "load_need_states" in text
@@ -336,26 +347,20 @@ def test_failure_sensor_logs_job_step_error_and_link(
 def test_failure_sensor_never_raises_when_a_channel_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = AlertsConfig(
-        enabled=True,
-        min_severity="error",
-        ui_base_url="",
-        channels=[
-            AlertChannel(type="webhook", url_env="CLUSTERING_TEST_UNSET_WEBHOOK"),
-            AlertChannel(type="log"),
-        ],
+    use_alerts(
+        monkeypatch,
+        AlertsConfig(
+            enabled=True,
+            min_severity="error",
+            ui_base_url="",
+            channels=[
+                AlertChannel(type="webhook", url_env="CLUSTERING_TEST_UNSET_WEBHOOK"),
+                AlertChannel(type="log"),
+            ],
+        ),
     )
-    monkeypatch.setattr(
-        AlertsResource, "dispatcher", lambda self: AlertDispatcher(config, environ={})
-    )
-    defs = create_definitions("dev", project_root=tmp_path)
-    sensor = defs.get_repository_def().get_sensor_def("run_failure_alert_sensor")
     instance = dg.DagsterInstance.ephemeral()
-    with (
-        _failed_run_context(instance, {"alerts": _alerts(tmp_path)}) as context,
-        caplog.at_level(logging.INFO),
-    ):
-        sensor(context)
+    tick_on_run(tmp_path, "run_failure_alert_sensor", instance, failed_run(instance), caplog)
     assert "alert channel webhook" in caplog.text
     assert "the need-state map has no rows" in caplog.text
 
@@ -367,11 +372,8 @@ def test_failure_sensor_survives_a_broken_alert_configuration(
         raise RuntimeError("config for env 'dev' is broken")
 
     monkeypatch.setattr(AlertsResource, "dispatcher", broken)
-    defs = create_definitions("dev", project_root=tmp_path)
-    sensor = defs.get_repository_def().get_sensor_def("run_failure_alert_sensor")
     instance = dg.DagsterInstance.ephemeral()
-    with _failed_run_context(instance, {"alerts": _alerts(tmp_path)}) as context:
-        sensor(context)
+    tick_on_run(tmp_path, "run_failure_alert_sensor", instance, failed_run(instance), caplog)
     assert "could not send the failure alert" in caplog.text
 
 
@@ -429,27 +431,10 @@ def _check_alert_log(
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize([store_clusters, *checks], instance=instance)
     assert result.success  # failed non-blocking checks do not fail the run
-    run = instance.get_run_by_id(result.run_id)
-    assert run is not None
-    defs = create_definitions("dev", project_root=tmp_path)
-    sensor = defs.get_repository_def().get_sensor_def("asset_check_alert_sensor")
-    success = instance.get_records_for_run(
-        result.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS
-    ).records[0]
-    with (
-        pytest.MonkeyPatch.context() as patch,
-        dg.build_run_status_sensor_context(
-            sensor_name=sensor.name,
-            dagster_instance=instance,
-            dagster_run=run,
-            dagster_event=success.event_log_entry.dagster_event,
-            resources={"alerts": _alerts(tmp_path)},
-        ) as context,
-        caplog.at_level(logging.INFO),
-    ):
-        patch.setattr(AlertsResource, "dispatcher", lambda self: AlertDispatcher(config))
-        sensor(context)
-        return caplog.text + f"\nrun_id={result.run_id}"
+    with pytest.MonkeyPatch.context() as patch:
+        use_alerts(patch, config)
+        run_id = tick_on_run(tmp_path, "asset_check_alert_sensor", instance, result, caplog)
+    return caplog.text + f"\nrun_id={run_id}"
 
 
 def test_check_alert_lists_each_failed_check_with_its_details(
@@ -507,21 +492,7 @@ def test_failed_run_alerts_the_failure_and_the_checks_that_failed_before_it(
         [store_clusters, final_table, every_store], instance=instance, raise_on_error=False
     )
     assert not result.success
-    run = instance.get_run_by_id(result.run_id)
-    assert run is not None
-    defs = create_definitions("dev", project_root=tmp_path)
-    sensor = defs.get_repository_def().get_sensor_def("run_failure_alert_sensor")
-    with (
-        dg.build_run_status_sensor_context(
-            sensor_name=sensor.name,
-            dagster_instance=instance,
-            dagster_run=run,
-            dagster_event=result.get_run_failure_event(),
-            resources={"alerts": _alerts(tmp_path)},
-        ) as context,
-        caplog.at_level(logging.INFO),
-    ):
-        sensor(context)
+    tick_on_run(tmp_path, "run_failure_alert_sensor", instance, result, caplog)
     assert "step final_table: the merge found no external clusters." in caplog.text
     assert "[ERROR] 1 quality check failed in __ephemeral_asset_job__" in caplog.text
     assert "store_clusters: every_store failed (error)" in caplog.text
@@ -530,18 +501,18 @@ def test_failed_run_alerts_the_failure_and_the_checks_that_failed_before_it(
 def test_failure_alert_goes_out_when_the_check_results_cannot_be_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    defs = create_definitions("dev", project_root=tmp_path)
-    sensor = defs.get_repository_def().get_sensor_def("run_failure_alert_sensor")
+    def unreadable(*args: object, **kwargs: object) -> None:
+        raise OSError("event log storage unavailable")
+
     instance = dg.DagsterInstance.ephemeral()
-    with (
-        _failed_run_context(instance, {"alerts": _alerts(tmp_path)}) as context,
-        caplog.at_level(logging.INFO),
-    ):
-
-        def unreadable(*args: object, **kwargs: object) -> None:
-            raise OSError("event log storage unavailable")
-
-        monkeypatch.setattr(type(instance), "get_records_for_run", unreadable)
-        sensor(context)
+    result = failed_run(instance)
+    tick_on_run(
+        tmp_path,
+        "run_failure_alert_sensor",
+        instance,
+        result,
+        caplog,
+        before_tick=lambda: monkeypatch.setattr(type(instance), "get_records_for_run", unreadable),
+    )
     assert "could not read the check results" in caplog.text
     assert "[ERROR] failing_job failed" in caplog.text

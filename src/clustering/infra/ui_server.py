@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from clustering.core.errors import ConfigError
 from clustering.infra.instance import ensure_dagster_home
@@ -67,7 +68,7 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def stop_group(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_S) -> None:
+def stop_group(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT_S) -> None:
     """Terminate ``process``'s process group; kill it, and any descendant that left the group
     (dagster starts some servers in sessions of their own), if they do not end in time."""
     if process.poll() is not None:
