@@ -13,7 +13,7 @@ CHROMIUM := /usr/bin/chromium
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
-.PHONY: ui setup run data test lint format typecheck browser bench recovery clean lock help
+.PHONY: ui setup run data test lint format typecheck browser bench recovery quality clean lock help
 
 help:  ## list the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -83,6 +83,9 @@ bench: $(STAMP)  ## time and peak memory of each stage on the medium and large p
 
 recovery: $(STAMP)  ## ARI of the found clusters against the planted truth on small and medium
 	$(BIN)/python benchmarks/recovery.py
+
+quality: $(STAMP)  ## k-selection rules on the difficulty ladder: ARI vs planted types, k hit rate, seconds
+	$(BIN)/python benchmarks/quality.py
 
 lock:  ## re-pin dependencies into requirements.lock (needs uv in .venv)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \

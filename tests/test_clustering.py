@@ -7,7 +7,9 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from clustering.core.clustering import choose_k, selection_scores
-from clustering.core.params import ClusteringParams
+from clustering.core.features import engineer_features
+from clustering.core.merging import merge_category
+from clustering.core.params import ClusteringParams, PipelineParams
 
 
 def _blobs(
@@ -122,3 +124,79 @@ def test_large_n_uses_sampled_silhouette() -> None:
     result = choose_k(frame, ClusteringParams(max_k=4, silhouette_sample_size=300))
     assert result.k == 3
     assert adjusted_rand_score(truth, result.labels.to_numpy()) > 0.95
+
+
+@pytest.mark.parametrize("stores", [1, 2, 3, 5, 10, 39, 40])
+def test_any_category_size_gets_a_result_and_a_stated_outcome(stores: int) -> None:
+    """From 1 store upward: every store clustered, no cluster below the minimum size unless the
+    whole category is one cluster, and the reason recorded (min_cluster_size 20)."""
+    rng = np.random.default_rng(stores)
+    shares = pd.DataFrame(
+        rng.dirichlet(np.ones(6), size=stores) * 100,
+        index=pd.Index(rng.choice(9_000, stores, replace=False), name="STORE_NBR"),
+        columns=[f"NEED STATE {i}" for i in range(6)],
+    )
+    params = PipelineParams()
+    features = engineer_features(shares, params.internal_features)
+    result = choose_k(features.matrix, params.internal_clustering)
+    assert list(result.labels.index) == list(shares.index)
+    sizes = result.labels.value_counts()
+    if result.k == 1:
+        assert result.fallback is not None
+    else:
+        assert sizes.min() >= 20
+    assert stores >= 40 or result.k == 1
+    frame, summary = merge_category(
+        "X",
+        result.labels,
+        pd.Series(dtype="Int64"),
+        features.matrix,
+        pd.DataFrame(),
+        params.merging,
+    )
+    assert sorted(frame["STORE_NBR"]) == sorted(shares.index)
+    if stores < 20:
+        assert summary.outcome == "too_small"
+        assert summary.note.startswith(f"{stores} stores, fewer than min_cluster_size = 20")
+
+
+@pytest.mark.parametrize("stores", [2, 3, 5])
+def test_tiny_categories_with_min_size_one_clip_the_k_range(stores: int) -> None:
+    frame, _ = _blobs(stores, 1)
+    result = choose_k(frame, ClusteringParams(min_cluster_size=1, max_k=10))
+    assert 1 <= result.k <= max(stores - 1, 1)
+    assert result.k_curve["k"].max() <= max(stores - 1, 2)
+
+
+def test_stability_is_recorded_for_the_chosen_k() -> None:
+    frame, _ = _blobs(400, 4)
+    result = choose_k(frame, ClusteringParams())
+    chosen = result.k_curve[result.k_curve["chosen"]]
+    assert chosen["stability"].iloc[0] == pytest.approx(result.metrics["stability"])
+    assert result.metrics["stability"] > 0.95
+    assert result.k_curve.loc[~result.k_curve["chosen"], "stability"].isna().all()
+
+
+@pytest.mark.parametrize(
+    "rule", ["silhouette", "bic", "gap", "stability", "prediction_strength", "bic_silhouette"]
+)
+def test_every_selectable_rule_finds_well_separated_clusters(rule: str) -> None:
+    frame, truth = _blobs(300, 4)
+    result = choose_k(frame, ClusteringParams(selection=rule))  # type: ignore[arg-type]
+    assert result.k == 4
+    assert adjusted_rand_score(truth, result.labels.to_numpy()) > 0.95
+
+
+def test_sparse_stores_do_not_get_a_cluster_of_their_own() -> None:
+    """30 scattered stores that follow no type stay out of the choice and join a type."""
+    rng = np.random.default_rng(3)
+    frame, truth = _blobs(400, 3, std=0.6)
+    scattered = pd.DataFrame(
+        rng.uniform(-15, 15, size=(30, 5)), index=pd.Index(range(900_000, 900_030))
+    )
+    both = pd.concat([frame, scattered])
+    result = choose_k(both, ClusteringParams(trim_share=0.1))
+    assert result.k == 3
+    typed = result.labels.iloc[:400].to_numpy()
+    assert adjusted_rand_score(truth, typed) > 0.95
+    assert set(result.trimmed) & set(scattered.index)

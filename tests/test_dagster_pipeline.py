@@ -63,10 +63,28 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     return error.message.strip().split("Failure: ", 1)[-1]
 
 
+def _add_tiny_category(raw: Path, stores: int = 3) -> None:
+    """A category sold in only ``stores`` stores (its own SKUs, mapped in the need-state map)."""
+    sales = pd.read_parquet(raw / "internal_sales.parquet")
+    need_states = pd.read_csv(raw / "need_state.csv")
+    first = sales["CAT_DSC"].iloc[0]
+    chosen = sorted(sales.loc[sales["CAT_DSC"] == first, "STORE_NBR"].unique())[:stores]
+    tiny = sales[(sales["CAT_DSC"] == first) & sales["STORE_NBR"].isin(chosen)].copy()
+    tiny["CAT_DSC"] = "TINY CATEGORY"
+    tiny["SKU_NBR"] += 90_000_000
+    mapped = need_states[need_states["CATEGORY"] == first].copy()
+    mapped["CATEGORY"] = "TINY CATEGORY"
+    mapped["PRODUCT_ID"] += 90_000_000
+    pd.concat([sales, tiny]).to_parquet(raw / "internal_sales.parquet", index=False)
+    pd.concat([need_states, mapped]).to_csv(raw / "need_state.csv", index=False)
+
+
 def test_full_pipeline_writes_every_table(
     small_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = _project(small_data, tmp_path, monkeypatch)
+    # A category with 3 stores must not stop the run: it gets one cluster and a stated reason.
+    _add_tiny_category(root / "data" / "raw")
     result = _run(root, "full_pipeline_job")
     assert result.success
     store = DuckDBStore(root / "outputs" / "clustering_dev.duckdb")
@@ -98,10 +116,33 @@ def test_full_pipeline_writes_every_table(
     }
     assert checks[("internal_assignments", "every_store_assigned")]
     assert checks[("final_store_clusters", "every_store_assigned")]
-    assert checks[("internal_assignments", "min_cluster_size_respected")]
+    # The tiny category is listed by the size checks, as a warning, never hidden.
+    size_check = next(
+        e
+        for e in result.get_asset_check_evaluations()
+        if (e.asset_key.to_user_string(), e.check_name)
+        == ("final_store_clusters", "min_cluster_size_respected")
+    )
+    assert not size_check.passed
+    assert size_check.severity == dg.AssetCheckSeverity.WARN
+    assert "TINY CATEGORY (3)" in (size_check.description or "")
+
+    tiny = final[final["CATEGORY"] == "TINY CATEGORY"]
+    assert len(tiny) == 3 and tiny["REBALANCED_CLUSTER"].nunique() == 1
+    summary = store.read_table("merging", "merging_summary").set_index("CATEGORY")
+    assert summary.loc["TINY CATEGORY", "OUTCOME"] == "too_small"
+    others = summary.drop(index="TINY CATEGORY")
+    assert (others["SMALLEST_FINAL_CLUSTER"] >= 20).all()
+    assert (others["FINAL_CLUSTERS"] >= 2).all()
+    assert (others["HOMOGENEITY_INTERNAL"] > 0.999).all()
 
     models = store.read_table("internal_clustering", "internal_models")
     assert models.groupby("CATEGORY")["chosen"].sum().eq(1).all()
+    chosen = models[models["chosen"]].set_index("CATEGORY")
+    assert chosen.loc["TINY CATEGORY", "FALLBACK"] == (
+        "3 stores cannot form two clusters of at least 20; all stores form one cluster"
+    )
+    assert chosen.drop(index="TINY CATEGORY")["stability"].between(0.8, 1.0).all()
     materialization = result.asset_materializations_for_node("internal_clustering_models")
     assert any("k_curve" in m.metadata for m in materialization)
     log = (root / "logs" / "dev.log").read_text()

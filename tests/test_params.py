@@ -10,8 +10,12 @@ def test_defaults() -> None:
     params = PipelineParams()
     assert params.internal_clustering.algorithm == "kmeans"
     assert params.internal_clustering.n_init >= 10
-    assert params.internal_clustering.selection == "silhouette"
+    assert params.internal_clustering.selection == "bic_silhouette"
     assert params.internal_clustering.silhouette_sample_size == 2000
+    assert params.internal_features.transform == "sqrt"
+    assert params.external_features.scaler == "standard"
+    assert params.merging.strategy == "internal_first"
+    assert params.merging.max_final_clusters == 10
 
 
 def test_nested_override() -> None:

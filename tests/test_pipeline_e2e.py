@@ -8,7 +8,7 @@ from pathlib import Path
 import ibis
 import pandas as pd
 import pytest
-from sklearn.metrics import adjusted_rand_score
+from sklearn.metrics import adjusted_rand_score, homogeneity_score
 
 from clustering.core.params import PipelineParams
 from clustering.core.pipeline import PipelineResult, run_pipeline
@@ -89,17 +89,23 @@ def test_stores_without_external_features_follow_the_rule(
     assert missing, "the sample plants stores without external features"
     rows = result.final[result.final["STORE_NBR"].isin(missing)]
     assert rows["EXTERNAL_CLUSTER"].isna().all()
-    assert rows["DEMAND_CLUSTER"].str.startswith("NOEXT-I").all()
+    assert rows["DEMAND_CLUSTER"].str.endswith("-NOEXT").all()
     assert sum(m.stores_without_external for m in result.merges) == len(rows)
 
 
-def test_rebalanced_clusters_respect_minimum_size(result: PipelineResult) -> None:
+def test_final_clusters_are_plannable_and_keep_the_need_state_types(
+    small_data: Path, result: PipelineResult
+) -> None:
+    """Every category: 2-10 final clusters of at least 20 stores that keep the planted types."""
     params = PipelineParams()
+    truth = pd.read_parquet(small_data / "truth" / "internal_truth.parquet")
     for category, group in result.final.groupby("CATEGORY"):
         sizes = group["REBALANCED_CLUSTER"].value_counts()
-        summary = next(m for m in result.merges if m.category == category)
-        if not summary.note.startswith("no demand cluster reaches"):
-            assert sizes.min() >= params.merging.min_cluster_size, category
+        assert 2 <= len(sizes) <= params.merging.max_final_clusters, category
+        assert sizes.min() >= params.merging.min_cluster_size, category
+        planted = truth[truth["CATEGORY"] == category].set_index("STORE_NBR")["STORE_TYPE"]
+        final = group.set_index("STORE_NBR")["REBALANCED_CLUSTER"].reindex(planted.index)
+        assert homogeneity_score(planted, final) >= 0.9, category
     for clustered in result.internal.values():
         assert clustered.labels.value_counts().min() >= params.internal_clustering.min_cluster_size
 

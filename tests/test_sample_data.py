@@ -21,7 +21,10 @@ from clustering.core.sample_data import (
     PRESETS,
     SamplePreset,
     category_names,
+    category_sales,
+    category_shares,
     generate_sample_data,
+    plan_sample_data,
     resolve_preset,
 )
 from clustering.io.sample_data import SampleDataReport, write_sample_data
@@ -295,3 +298,38 @@ def test_script_rejects_an_unknown_preset_in_one_sentence(tmp_path: Path) -> Non
     assert UNKNOWN_PRESET in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "raw").exists()
+
+
+def test_difficulty_ladder_plants_unequal_types_leaning_and_noise_stores(tmp_path: Path) -> None:
+    report = write_sample_data(tmp_path, stores=600, categories=4, seed=2, difficulty="moderate")
+    truth = json.loads((report.truth_dir / "truth.json").read_text())
+    assert truth["difficulty"] == "moderate"
+    assert all(2 <= k <= 8 for k in truth["internal_k"].values())
+    assert all(n > 0 for n in truth["quirks"]["noise_stores"].values())
+    types = pd.read_parquet(report.truth_dir / "internal_truth.parquet")
+    noise = types[types["STORE_TYPE"] == -1]
+    assert len(noise) == sum(truth["quirks"]["noise_stores"].values())
+    sizes = types[types["STORE_TYPE"] >= 0].groupby(["CATEGORY", "STORE_TYPE"]).size()
+    assert sizes.min() >= 30
+    assert (sizes.groupby("CATEGORY").max() > 1.5 * sizes.groupby("CATEGORY").min()).any()
+
+
+def test_ladder_shares_are_what_the_sales_aggregate_to() -> None:
+    plan = plan_sample_data(resolve_preset("small", stores=60, categories=1), 1, "clear")
+    category = plan.categories[0]
+    sales = category_sales(plan, category).to_pandas()
+    sku_state = dict(zip(category.sku_nbrs, category.sku_need_state, strict=True))
+    sales = sales[sales["SKU_NBR"].isin(sku_state)]
+    sales["NEED_STATE"] = sales["SKU_NBR"].map(sku_state)
+    totals = sales.pivot_table(
+        index="STORE_NBR", columns="NEED_STATE", values="TOTAL_SALES", aggfunc="sum"
+    )
+    shares = 100 * totals.div(totals.sum(axis=1), axis=0)
+    expected = category_shares(plan, category)
+    # Dual-need-state SKUs sell little; the shares agree to a fraction of a point.
+    assert np.abs(shares.to_numpy() - expected.to_numpy()).max() < 1.0
+
+
+def test_unknown_difficulty_is_one_sentence(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown difficulty 'hard'; expected one of: classic"):
+        write_sample_data(tmp_path, difficulty="hard")

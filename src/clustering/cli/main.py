@@ -58,6 +58,13 @@ def _build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--stores", type=int, help="number of stores (overrides the preset)")
     gen.add_argument("--categories", type=int, help="number of categories (overrides the preset)")
     gen.add_argument(
+        "--difficulty",
+        default="classic",
+        help="how hard the planted internal store types are to find: classic (default; 3-5 well "
+        "separated types) or a ladder rung separated, clear, moderate, overlapping (2-8 types "
+        "of unequal size, leaning and noise stores)",
+    )
+    gen.add_argument(
         "--out", type=Path, default=Path("data/raw"), help="output folder (default: data/raw)"
     )
 
@@ -175,6 +182,7 @@ def _generate_data(args: argparse.Namespace) -> int:
         stores=args.stores,
         categories=args.categories,
         progress=_say,
+        difficulty=args.difficulty,
     )
     _say(
         f"Wrote {report.stores:,} stores, {report.categories} categories, "

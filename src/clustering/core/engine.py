@@ -18,7 +18,7 @@ import pandas as pd
 from clustering.core.clustering import ClusterResult, choose_k
 from clustering.core.features import FeatureMatrix, engineer_features
 from clustering.core.merging import FINAL_COLUMNS, MergeSummary, merge_category
-from clustering.core.params import ClusteringParams, FeatureParams
+from clustering.core.params import ClusteringParams, FeatureParams, MergingParams
 from clustering.core.profiles import ClusterProfiles, describe_clusters
 
 Progress = Callable[[str], None]
@@ -133,7 +133,7 @@ def merge_all(
     internal_matrices: Mapping[str, pd.DataFrame],
     external_labels: pd.Series | None,
     external_matrix: pd.DataFrame | None,
-    min_cluster_size: int,
+    params: MergingParams,
 ) -> tuple[pd.DataFrame, list[MergeSummary]]:
     """The final table (one row per store × category) and a merge summary per category.
 
@@ -152,7 +152,7 @@ def merge_all(
             external_labels,
             internal_matrices[category],
             external_matrix,
-            min_cluster_size,
+            params,
         )
         frames.append(frame)
         summaries.append(summary)

@@ -1,7 +1,8 @@
 """Feature engineering: from a store × feature table to the matrix the clustering sees.
 
-Steps, in order: median imputation, drop near-constant features, drop one of each highly
-correlated pair, scale (standard or robust), optional PCA, flag (and optionally clip) outliers.
+Steps, in order: median imputation, optional square-root transform, drop near-constant
+features, drop one of each highly correlated pair, scale (standard, robust or none), flag (and
+optionally clip) outliers, optional PCA.
 Rows are keyed by ``STORE_NBR`` throughout and no row is ever removed: every store gets a cluster.
 """
 
@@ -104,6 +105,8 @@ def engineer_features(features: pd.DataFrame, params: FeatureParams) -> FeatureM
     imputed_cells = int(frame.isna().sum().sum())
     frame = frame.fillna(frame.median())
     original = frame.copy()
+    if params.transform == "sqrt":
+        frame = frame.clip(lower=0.0).pow(0.5)
 
     near_constant = _near_constant(frame, params.near_constant_share)
     dropped.update({c: "near-constant" for c in near_constant})
@@ -119,14 +122,24 @@ def engineer_features(features: pd.DataFrame, params: FeatureParams) -> FeatureM
         frame = pd.DataFrame({"CONSTANT": 0.0}, index=frame.index)
     kept = [str(c) for c in frame.columns]
 
-    scaler = StandardScaler() if params.scaler == "standard" else RobustScaler()
-    values = scaler.fit_transform(frame.to_numpy(dtype=float))
-    values = np.nan_to_num(values)
+    raw = frame.to_numpy(dtype=float)
+    centre = raw.mean(axis=0)
+    spread = raw.std(axis=0)
+    spread[spread == 0] = 1.0
+    if params.scaler == "none":
+        values = raw - centre
+    else:
+        scaler = StandardScaler() if params.scaler == "standard" else RobustScaler()
+        values = np.nan_to_num(scaler.fit_transform(raw))
     columns = kept
 
-    outlier_mask = (np.abs(values) > params.outlier_z).any(axis=1)
+    # Outliers are judged on standardised values whatever the scaling, and clipped to the same
+    # limit expressed in the matrix's own units.
+    z = (raw - centre) / spread
+    outlier_mask = (np.abs(z) > params.outlier_z).any(axis=1)
     if params.outlier_action == "clip":
-        values = np.clip(values, -params.outlier_z, params.outlier_z)
+        limit = params.outlier_z * (spread if params.scaler == "none" else 1.0)
+        values = np.clip(values, -limit, limit)
 
     pca_components = 0
     explained = 0.0

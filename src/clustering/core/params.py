@@ -21,7 +21,16 @@ class FeatureParams(_Params):
     """Feature engineering: imputation, scaling, pruning, optional PCA, outlier handling."""
 
     imputation: Literal["median"] = "median"
-    scaler: Literal["standard", "robust"] = "standard"
+    transform: Literal["none", "sqrt"] = Field(
+        "none",
+        description="sqrt: square root of each value before anything else (the Hellinger "
+        "transform for shares: every need state then carries about the same noise).",
+    )
+    scaler: Literal["standard", "robust", "none"] = Field(
+        "standard",
+        description="Per-feature scaling; none keeps the features' own units (right for "
+        "sqrt shares, whose noise is already even).",
+    )
     near_constant_share: float = Field(
         0.98,
         gt=0.5,
@@ -56,16 +65,59 @@ class ClusteringParams(_Params):
     min_cluster_size: int = Field(
         20, ge=1, description="Every cluster keeps at least this many stores."
     )
-    selection: Literal["silhouette", "calinski_harabasz", "davies_bouldin", "combined"] = (
-        "silhouette"
+    selection: Literal[
+        "bic_silhouette",
+        "silhouette",
+        "bic",
+        "gap",
+        "stability",
+        "prediction_strength",
+        "calinski_harabasz",
+        "davies_bouldin",
+        "combined",
+    ] = Field(
+        "bic_silhouette",
+        description="Rule that picks k (make quality compares them on a ladder of generated "
+        "retailers; bic_silhouette measured best).",
     )
     n_init: int = Field(10, ge=10, description="k-means restarts; fewer were measured unstable.")
     seed: int = 42
+    selection_sample_size: int = Field(
+        3000, ge=200, description="k is chosen on at most this many stores; all are clustered."
+    )
+    selection_n_init: int = Field(4, ge=1, description="k-means restarts per k while choosing.")
+    trim_share: float = Field(
+        0.05,
+        ge=0.0,
+        lt=0.5,
+        description="Share of stores in the sparsest places left out of choosing k and of "
+        "fitting the centres (they are still assigned to the nearest cluster).",
+    )
+    silhouette_tolerance: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="bic_silhouette: silhouette the BIC's larger k may cost against the "
+        "silhouette's own choice.",
+    )
     # 2,000 stores picked the same k as the full 10k silhouette here, at 1/25 of the cost.
     silhouette_sample_size: int = Field(2000, ge=100, le=5000)
     silhouette_seeds: int = Field(3, ge=1, description="Sampled silhouette is averaged over these.")
     silhouette_floor: float = Field(
         0.1, ge=-1.0, le=1.0, description="A chosen k scoring below this raises a quality warning."
+    )
+    stability_resamples: int = Field(
+        5, ge=2, description="Resamples whose fits are compared for the stability score."
+    )
+    stability_share: float = Field(
+        0.8, gt=0.1, lt=1.0, description="Share of the stores each resample sees."
+    )
+    stability_floor: float = Field(
+        0.8,
+        ge=0.0,
+        le=1.0,
+        description="A chosen k whose stability (mean ARI across resamples) is below this "
+        "raises a quality warning.",
     )
 
     @model_validator(mode="after")
@@ -89,17 +141,29 @@ class ExternalParams(_Params):
 
 
 class MergingParams(_Params):
-    """Demand clusters (external × internal) and rebalancing of small ones."""
+    """How internal and external clusters become the final clusters of a category."""
 
+    strategy: Literal["internal_first", "nearest_centroid"] = Field(
+        "internal_first",
+        description="internal_first: split internal clusters by external cluster where every "
+        "part stays large enough (never mixes internal clusters); nearest_centroid: the "
+        "reference system's external × internal demand clusters, small ones folded into the "
+        "nearest large one.",
+    )
     min_cluster_size: int = Field(
-        20, ge=1, description="Demand clusters smaller than this are folded into a large one."
+        20, ge=1, description="Every final cluster keeps at least this many stores."
+    )
+    max_final_clusters: int = Field(
+        10, ge=1, description="At most this many final clusters per category."
     )
 
 
 class PipelineParams(_Params):
     """All parameters of one pipeline run."""
 
-    internal_features: FeatureParams = FeatureParams()
+    # Need-state shares are compositions: on generated retailers the square-root (Hellinger)
+    # space recovered planted store types better than standardised shares (make quality).
+    internal_features: FeatureParams = FeatureParams(transform="sqrt", scaler="none")
     external_features: FeatureParams = FeatureParams()
     external: ExternalParams = ExternalParams()
     internal_clustering: ClusteringParams = ClusteringParams()

@@ -95,7 +95,7 @@ def merge_clustered(
         {name: clustered.features.matrix for name, clustered in internal.items()},
         external.labels if external else None,
         external.features.matrix if external else None,
-        params.merging.min_cluster_size,
+        params.merging,
     )
 
 

@@ -52,6 +52,72 @@ PRESETS: dict[str, SamplePreset] = {
     "large": SamplePreset("large", stores=10_000, categories=100),
 }
 
+
+MIN_TYPE_SHARE: Final = 0.15
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """How hard the planted internal store types are to find.
+
+    ``classic`` is the original generator (3-5 well separated types of at least 15 % of the
+    stores each). The ladder rungs, from ``separated`` to ``overlapping``, plant 2-8 types of
+    unequal size whose need-state profiles come closer and closer, with stores that lean towards
+    a second type and a share of noise stores that follow no type (their truth is -1). Even
+    categories get "focus" profiles (each type over-weights its own need states by
+    ``focus_boost``), odd ones random profiles (each need state scaled by exp(N(0,
+    ``profile_sigma``))), so some pairs of types are much closer than others.
+    """
+
+    name: str
+    # A type's focus need states get this many times their base weight: classic profiles then
+    # differ by an L1 distance of roughly 0.7-1.0, while store noise moves a share by ~0.02.
+    focus_boost: float = 4.0
+    profile_sigma: float | None = None  # None: every category gets focus profiles
+    concentration: float = 300.0  # Dirichlet concentration of a store's shares around its type
+    concentration_spread: float = 0.0  # per-type concentration varies by exp(U(-s, s))
+    types: tuple[int, int] = (3, 5)
+    need_states: tuple[int, int] = (5, 12)
+    min_type_share: float = MIN_TYPE_SHARE
+    min_type_stores: int = 0
+    size_concentration: float = 1.0  # Dirichlet concentration of type sizes (lower: more unequal)
+    lean_share: float = 0.0  # stores pulled towards a second type by a weight of up to lean_max
+    lean_max: float = 0.0
+    noise_share: float = 0.0  # stores with a random need-state mix, belonging to no type
+
+
+DIFFICULTIES: dict[str, Difficulty] = {
+    "classic": Difficulty("classic"),
+    **{
+        name: Difficulty(
+            name,
+            focus_boost=boost,
+            profile_sigma=sigma,
+            concentration=concentration,
+            concentration_spread=0.4,
+            types=(2, 8),
+            need_states=(5, 25),
+            min_type_share=0.03,
+            min_type_stores=30,
+            size_concentration=1.5,
+            lean_share=0.1,
+            lean_max=0.35,
+            noise_share=noise,
+        )
+        for name, boost, sigma, concentration, noise in (
+            ("separated", 4.0, 1.0, 300.0, 0.03),
+            ("clear", 3.0, 0.7, 200.0, 0.05),
+            ("moderate", 2.2, 0.5, 175.0, 0.05),
+            ("overlapping", 2.0, 0.4, 150.0, 0.05),
+        )
+    },
+}
+LADDER: Final = ("separated", "clear", "moderate", "overlapping")
+"""The difficulty ladder ``make quality`` runs, from clearly separated to overlapping types."""
+
+NOISE_TYPE: Final = -1
+"""Truth label of a noise store (it follows no store type)."""
+
 # Below this the "every type has at least 15 % of the stores" promise cannot hold for 5 types.
 MIN_STORES: Final = 20
 
@@ -83,15 +149,7 @@ NEED_STATE_COLUMNS: Final = (
 EXTERNAL_ID_COLUMNS: Final = ("STORE_NAME", "REGION", "DISTRICT_ID")
 
 # --- planted structure -------------------------------------------------------------------------
-MIN_TYPE_SHARE: Final = 0.15
-INTERNAL_TYPES_RANGE: Final = (3, 5)
-NEED_STATES_RANGE: Final = (5, 12)
 SKUS_RANGE: Final = (25, 40)
-# A type's focus need states get this many times their base weight: profiles then differ by an
-# L1 distance of roughly 0.7-1.0, while the per-store noise below moves a share by about 0.02.
-FOCUS_BOOST: Final = 4.0
-# Dirichlet concentration of a store's shares around its type profile (higher = less noise).
-SHARE_CONCENTRATION: Final = 300.0
 # With the one SKU per need state every store is given, stores carry about 60 % of the SKUs
 # (about 20 million sales rows for the large preset).
 CARRY_PROBABILITY: Final = 0.5
@@ -256,6 +314,18 @@ def resolve_preset(
     return SamplePreset(base.name, stores=n_stores, categories=n_categories)
 
 
+def resolve_difficulty(difficulty: str | Difficulty) -> Difficulty:
+    """The named difficulty (``classic`` or a ladder rung); one sentence for an unknown name."""
+    if isinstance(difficulty, Difficulty):
+        return difficulty
+    level = DIFFICULTIES.get(difficulty)
+    if level is None:
+        raise ConfigError(
+            f"unknown difficulty '{difficulty}'; expected one of: {', '.join(DIFFICULTIES)}."
+        )
+    return level
+
+
 def category_names(count: int) -> list[str]:
     """Deterministic, unique category names with spaces and symbols (``&``, ``/``, ``-``)."""
     names = list(_BASE_CATEGORY_NAMES)
@@ -285,8 +355,11 @@ class CategoryPlan:
     dual_second_need_state: IntArray
     unmapped_sku_nbrs: IntArray  # sold but absent from the need-state map
     profiles: FloatArray  # internal type x need state, rows sum to 1
-    store_type: IntArray  # internal type per store (plan store order)
+    store_type: IntArray  # internal type per store (plan store order); NOISE_TYPE for noise
     sales_scale: float  # typical category sales of an average-sized store
+    type_concentration: FloatArray  # Dirichlet concentration of each type's stores
+    lean_partner: IntArray  # second type a store leans towards, -1 for none
+    lean_weight: FloatArray  # weight of that second type in the store's profile
 
 
 @dataclass(frozen=True, eq=False)
@@ -304,10 +377,14 @@ class SamplePlan:
     region: IntArray
     district_id: IntArray
     categories: tuple[CategoryPlan, ...]
+    difficulty: Difficulty = DIFFICULTIES["classic"]
 
 
-def plan_sample_data(preset: SamplePreset, seed: int = 0) -> SamplePlan:
+def plan_sample_data(
+    preset: SamplePreset, seed: int = 0, difficulty: str | Difficulty = "classic"
+) -> SamplePlan:
     """Draw stores, external features, and every category's catalogue, profiles and types."""
+    level = resolve_difficulty(difficulty)
     if seed < 0:
         raise ConfigError(f"seed must be zero or positive; got {seed}.")
     rng = _rng(seed, _STREAM_STORES, 0)
@@ -325,7 +402,7 @@ def plan_sample_data(preset: SamplePreset, seed: int = 0) -> SamplePlan:
     absent[rng.choice(n, size=max(1, round(EXTERNAL_ABSENT_SHARE * n)), replace=False)] = True
     nan_cells = rng.random(external_values.shape) < EXTERNAL_NAN_SHARE
     names = category_names(preset.categories)
-    categories = tuple(_plan_category(seed, i, name, n) for i, name in enumerate(names))
+    categories = tuple(_plan_category(seed, i, name, n, level) for i, name in enumerate(names))
     return SamplePlan(
         preset=preset,
         seed=seed,
@@ -338,16 +415,25 @@ def plan_sample_data(preset: SamplePreset, seed: int = 0) -> SamplePlan:
         region=region,
         district_id=district_id.astype(np.int64),
         categories=categories,
+        difficulty=level,
     )
 
 
-def _assign_types(rng: np.random.Generator, n: int, k: int) -> IntArray:
-    """Shuffled type labels in which every type holds at least MIN_TYPE_SHARE of the stores."""
-    floor = math.ceil(MIN_TYPE_SHARE * n)
+def _assign_types(
+    rng: np.random.Generator,
+    n: int,
+    k: int,
+    min_share: float = MIN_TYPE_SHARE,
+    min_stores: int = 0,
+    size_concentration: float = 1.0,
+) -> IntArray:
+    """Shuffled type labels in which every type holds at least ``min_share`` of the stores (and
+    ``min_stores``), the rest spread by a Dirichlet draw."""
+    floor = max(math.ceil(min_share * n), min_stores)
     if floor * k > n:
         floor = n // k
     counts = np.full(k, floor, dtype=np.int64)
-    counts += rng.multinomial(n - floor * k, rng.dirichlet(np.ones(k)))
+    counts += rng.multinomial(n - floor * k, rng.dirichlet(np.full(k, size_concentration)))
     labels = np.repeat(np.arange(k, dtype=np.int64), counts)
     rng.shuffle(labels)
     return labels
@@ -364,10 +450,15 @@ def _external_values(rng: np.random.Generator, external_type: IntArray) -> Float
     return values
 
 
-def _plan_category(seed: int, index: int, name: str, n_stores: int) -> CategoryPlan:
+def _plan_category(
+    seed: int, index: int, name: str, n_stores: int, level: Difficulty
+) -> CategoryPlan:
     rng = _rng(seed, _STREAM_CATEGORY, index)
-    k = int(rng.integers(INTERNAL_TYPES_RANGE[0], INTERNAL_TYPES_RANGE[1] + 1))
-    m = int(rng.integers(NEED_STATES_RANGE[0], NEED_STATES_RANGE[1] + 1))
+    k = int(rng.integers(level.types[0], level.types[1] + 1))
+    if level.min_type_stores:
+        # Every type keeps its minimum number of stores with room to spare.
+        k = max(2, min(k, n_stores // (level.min_type_stores + 10)))
+    m = max(k, int(rng.integers(level.need_states[0], level.need_states[1] + 1)))
     n_skus = int(rng.integers(SKUS_RANGE[0], SKUS_RANGE[1] + 1))
     n_unmapped = int(rng.integers(1, 3))
 
@@ -405,7 +496,11 @@ def _plan_category(seed: int, index: int, name: str, n_stores: int) -> CategoryP
     group[rng.permutation(m)] = np.arange(m) % k
     base = rng.dirichlet(np.full(m, 5.0))
     focus = group[None, :] == np.arange(k)[:, None]
-    profiles = base[None, :] * np.where(focus, FOCUS_BOOST, 1.0)
+    if level.profile_sigma is not None and index % 2 == 1:
+        # Random profiles: some pairs of types end up much closer than others.
+        profiles = base[None, :] * np.exp(level.profile_sigma * rng.normal(size=(k, m)))
+    else:
+        profiles = base[None, :] * np.where(focus, level.focus_boost, 1.0)
     profiles /= profiles.sum(axis=1, keepdims=True)
 
     return CategoryPlan(
@@ -420,9 +515,82 @@ def _plan_category(seed: int, index: int, name: str, n_stores: int) -> CategoryP
         dual_second_need_state=dual_second.astype(np.int64),
         unmapped_sku_nbrs=unmapped,
         profiles=profiles,
-        store_type=_assign_types(rng, n_stores, k),
-        sales_scale=float(40_000.0 * rng.lognormal(0.0, 0.5)),
+        **_plan_stores(rng, n_stores, k, level),
     )
+
+
+def _plan_stores(rng: np.random.Generator, n: int, k: int, level: Difficulty) -> dict[str, Any]:
+    """Store types, sales scale and the ladder's per-store quirks of one category."""
+    store_type = _assign_types(
+        rng, n, k, level.min_type_share, level.min_type_stores, level.size_concentration
+    )
+    sales_scale = float(40_000.0 * rng.lognormal(0.0, 0.5))
+    type_concentration = np.full(k, level.concentration)
+    lean_partner = np.full(n, -1, dtype=np.int64)
+    lean_weight = np.zeros(n)
+    # The classic generator draws nothing more, so its data stay byte-identical.
+    if level.concentration_spread:
+        spread = level.concentration_spread
+        type_concentration = level.concentration * np.exp(rng.uniform(-spread, spread, k))
+    if level.lean_share:
+        leaning = rng.random(n) < level.lean_share
+        partner = (store_type + rng.integers(1, max(k, 2), n)) % k
+        lean_partner = np.where(leaning, partner, -1).astype(np.int64)
+        lean_weight = np.where(leaning, rng.uniform(0.0, level.lean_max, n), 0.0)
+    if level.noise_share:
+        noise = rng.random(n) < level.noise_share
+        store_type = np.where(noise, NOISE_TYPE, store_type).astype(np.int64)
+    return {
+        "store_type": store_type,
+        "sales_scale": sales_scale,
+        "type_concentration": type_concentration,
+        "lean_partner": lean_partner,
+        "lean_weight": lean_weight,
+    }
+
+
+def store_need_state_means(
+    category: CategoryPlan, rng: np.random.Generator
+) -> tuple[FloatArray, FloatArray]:
+    """Each store's expected need-state mix (rows sum to 1) and its Dirichlet concentration.
+
+    A store of a type follows that type's profile, moved towards its lean partner's by its lean
+    weight; a noise store gets a uniformly random mix.
+    """
+    typed = category.store_type >= 0
+    types = np.where(typed, category.store_type, 0)
+    means = category.profiles[types]
+    leaning = category.lean_partner >= 0
+    if leaning.any():
+        weight = category.lean_weight[leaning, None]
+        partner = category.profiles[category.lean_partner[leaning]]
+        means[leaning] = (1.0 - weight) * means[leaning] + weight * partner
+    concentration = category.type_concentration[types]
+    if not typed.all():
+        m = category.profiles.shape[1]
+        means[~typed] = rng.dirichlet(np.ones(m), size=int((~typed).sum()))
+    return means, concentration
+
+
+def category_shares(plan: SamplePlan, category: CategoryPlan) -> pd.DataFrame:
+    """The store × need-state share matrix (in %) the category's sales are drawn from.
+
+    Aggregating :func:`category_sales` by need state gives these shares back (up to the dual and
+    unmapped SKUs); the quality benchmark uses them directly to skip the sales rows.
+    """
+    rng = _rng(plan.seed, _STREAM_SALES, category.index)
+    shares = _draw_shares(category, rng)
+    return pd.DataFrame(
+        100.0 * shares,
+        index=pd.Index(plan.store_nbrs, name="STORE_NBR"),
+        columns=list(category.need_states),
+    )
+
+
+def _draw_shares(category: CategoryPlan, rng: np.random.Generator) -> FloatArray:
+    means, concentration = store_need_state_means(category, rng)
+    shares = rng.gamma(concentration[:, None] * means)
+    return np.asarray(shares / shares.sum(axis=1, keepdims=True))
 
 
 def category_sales(plan: SamplePlan, category: CategoryPlan) -> pa.Table:
@@ -438,8 +606,7 @@ def category_sales(plan: SamplePlan, category: CategoryPlan) -> pa.Table:
     m = len(category.need_states)
     ns = category.sku_need_state
 
-    shares = rng.gamma(SHARE_CONCENTRATION * category.profiles[category.store_type])
-    shares /= shares.sum(axis=1, keepdims=True)
+    shares = _draw_shares(category, rng)
     totals = category.sales_scale * plan.store_size * rng.lognormal(0.0, 0.3, n)
 
     carried = rng.random((n, n_skus)) < CARRY_PROBABILITY
@@ -580,6 +747,7 @@ def truth_summary(plan: SamplePlan) -> dict[str, Any]:
     return {
         "preset": plan.preset.name,
         "seed": plan.seed,
+        "difficulty": plan.difficulty.name,
         "stores": plan.preset.stores,
         "categories": plan.preset.categories,
         "external_k": len(EXTERNAL_TYPE_NAMES),
@@ -596,6 +764,10 @@ def truth_summary(plan: SamplePlan) -> dict[str, Any]:
             "unmapped_skus": {c.name: c.unmapped_sku_nbrs.tolist() for c in plan.categories},
             "stores_missing_external": plan.store_nbrs[plan.external_absent].tolist(),
             "external_nan_cells": int(plan.external_nan[~plan.external_absent].sum()),
+            "noise_stores": {
+                c.name: int((c.store_type == NOISE_TYPE).sum()) for c in plan.categories
+            },
+            "leaning_stores": {c.name: int((c.lean_partner >= 0).sum()) for c in plan.categories},
         },
     }
 

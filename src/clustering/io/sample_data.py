@@ -66,11 +66,13 @@ def write_sample_data(
     stores: int | None = None,
     categories: int | None = None,
     progress: Callable[[str], None] | None = None,
+    difficulty: str = "classic",
 ) -> SampleDataReport:
     """Generate a sample data set and write the three inputs plus the planted truth.
 
     ``preset`` is one of ``PRESETS`` ("small", "medium", "large"); ``stores`` and
-    ``categories`` override its sizes. The same seed always writes byte-identical files.
+    ``categories`` override its sizes; ``difficulty`` is ``classic`` or a rung of the ladder
+    (``LADDER``). The same seed always writes byte-identical files.
     ``progress`` receives short human-readable lines while the sales are written.
 
     Raises ``ConfigError`` for an unknown preset or invalid size and ``ClusteringError`` when a
@@ -78,7 +80,7 @@ def write_sample_data(
     """
     started = time.perf_counter()
     report = progress or (lambda _line: None)
-    plan = plan_sample_data(resolve_preset(preset, stores, categories), seed)
+    plan = plan_sample_data(resolve_preset(preset, stores, categories), seed, difficulty)
     out_dir = Path(out_dir)
     truth_dir = out_dir / TRUTH_DIR
     try:

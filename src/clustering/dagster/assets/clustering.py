@@ -52,19 +52,28 @@ def _clustering_params(params: PipelineParams, kind: Kind) -> ClusteringParams:
 
 
 def _chosen_k_text(models: pd.DataFrame) -> str:
-    """One line per category for the run summary: chosen k and silhouette."""
+    """One line per category for the run summary: chosen k, silhouette and stability."""
     lines = []
     for name, row in chosen_models(models).iterrows():
         note = f" ({row['FALLBACK']})" if row["FALLBACK"] else ""
-        lines.append(f"{name}: k={row['k']}, silhouette {row['silhouette']:.3f}{note}")
+        lines.append(
+            f"{name}: k={row['k']}, silhouette {row['silhouette']:.3f}, "
+            f"stability {row['stability']:.2f}{note}"
+        )
     return "\n".join(lines)
 
 
 def _chosen_k_markdown(models: pd.DataFrame) -> str:
     chosen = chosen_models(models)
-    lines = ["| category | k | silhouette | note |", "|---|---|---|---|"]
+    lines = [
+        "| category | k | silhouette | stability | note |",
+        "|---|---|---|---|---|",
+    ]
     for name, row in chosen.iterrows():
-        lines.append(f"| {name} | {row['k']} | {row['silhouette']:.3f} | {row['FALLBACK']} |")
+        lines.append(
+            f"| {name} | {row['k']} | {row['silhouette']:.3f} | {row['stability']:.2f} "
+            f"| {row['FALLBACK']} |"
+        )
     return "\n".join(lines)
 
 
@@ -138,7 +147,10 @@ def build_clustering_assets(
             describe=describe_result,
         )
         models = model_table(results).assign(
-            MIN_CLUSTER_SIZE=params.min_cluster_size, SILHOUETTE_FLOOR=params.silhouette_floor
+            MIN_CLUSTER_SIZE=params.min_cluster_size,
+            SILHOUETTE_FLOOR=params.silhouette_floor,
+            STABILITY_FLOOR=params.stability_floor,
+            SELECTION=params.selection,
         )
         assignments = assignment_table(results)
         centroids = centroid_table(results)
@@ -198,7 +210,8 @@ def build_clustering_assets(
         asset=assignments_key,
         name="min_cluster_size_respected",
         additional_ins={"models": dg.AssetIn(models_key)},
-        description="No cluster is smaller than min_cluster_size (except a one-cluster fallback).",
+        description="No cluster is smaller than min_cluster_size; a category with fewer stores "
+        "than that forms one cluster and is listed (a warning).",
     )
     def min_cluster_size_respected(
         assignments: pd.DataFrame, models: pd.DataFrame
@@ -207,15 +220,28 @@ def build_clustering_assets(
         k = chosen["k"].to_dict()
         min_size = chosen["MIN_CLUSTER_SIZE"].to_dict()
         sizes = assignments.groupby(["CATEGORY", "CLUSTER"]).size().groupby("CATEGORY").min()
-        too_small = {
-            str(name): int(smallest)
-            for name, smallest in sizes.items()
-            if k[name] > 1 and smallest < min_size[name]
+        below = {str(n): int(s) for n, s in sizes.items() if s < min_size[n]}
+        too_small = {n: s for n, s in below.items() if k[n] > 1}
+        tiny = {n: s for n, s in below.items() if k[n] == 1}
+        metadata = {
+            "clusters_below_min_size": dg.MetadataValue.json(too_small),
+            "categories_too_small_to_split": dg.MetadataValue.json(tiny),
         }
+        if too_small:
+            return dg.AssetCheckResult(
+                passed=False, metadata=metadata, description="clusters too small"
+            )
         return dg.AssetCheckResult(
-            passed=not too_small,
-            metadata={"smallest_cluster_by_category": dg.MetadataValue.json(too_small)},
-            description="all clusters large enough" if not too_small else "clusters too small",
+            passed=not tiny,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=metadata,
+            description=(
+                "all clusters large enough"
+                if not tiny
+                else f"{len(tiny)} categories have fewer stores than the minimum cluster size "
+                "and form one cluster each: "
+                + ", ".join(f"{n} ({s})" for n, s in sorted(tiny.items()))
+            ),
         )
 
     @dg.asset_check(
@@ -241,6 +267,34 @@ def build_clustering_assets(
             ),
         )
 
+    @dg.asset_check(
+        asset=models_key,
+        name="stability_above_floor",
+        description="The chosen clusters reproduce across resamples (mean ARI) at least as well "
+        "as stability_floor.",
+    )
+    def stability_above_floor(models: pd.DataFrame) -> dg.AssetCheckResult:
+        chosen = chosen_models(models)
+        weak = chosen[(chosen["k"] > 1) & (chosen["stability"] < chosen["STABILITY_FLOOR"])]
+        return dg.AssetCheckResult(
+            passed=weak.empty,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "stability_by_category": dg.MetadataValue.json(
+                    {str(name): round(float(v), 3) for name, v in chosen["stability"].items()}
+                ),
+                "unstable_categories": dg.MetadataValue.json(
+                    {str(name): round(float(v), 3) for name, v in weak["stability"].items()}
+                ),
+            },
+            description=(
+                "every chosen clustering stable across resamples"
+                if weak.empty
+                else f"{len(weak)} categories below the stability floor: "
+                + ", ".join(f"{n} ({v:.2f})" for n, v in weak["stability"].items())
+            ),
+        )
+
     return [
         features_asset,
         models_asset,
@@ -248,6 +302,7 @@ def build_clustering_assets(
         every_store_assigned,
         min_cluster_size_respected,
         silhouette_above_floor,
+        stability_above_floor,
     ]
 
 

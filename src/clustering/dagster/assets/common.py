@@ -41,16 +41,19 @@ class ClusteringRunConfig(dg.Config):
 
 
 class MergingRunConfig(dg.Config):
-    """Per-run override of the demand-cluster minimum size (Launchpad)."""
+    """Per-run overrides of the merging parameters (Launchpad); unset fields keep the YAML's."""
 
+    strategy: str | None = None
     min_cluster_size: int | None = None
+    max_final_clusters: int | None = None
 
     def apply(self, params: MergingParams) -> MergingParams:
-        """``params`` with the minimum size replaced when set."""
-        if self.min_cluster_size is None:
+        """``params`` with the fields set here replaced, validated again."""
+        updates = {k: v for k, v in self.model_dump().items() if v is not None}
+        if not updates:
             return params
         try:
-            return MergingParams(min_cluster_size=self.min_cluster_size)
+            return MergingParams.model_validate({**params.model_dump(), **updates})
         except ValidationError as exc:
             raise _run_config_failure(exc) from None
 
