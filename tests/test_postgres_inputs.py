@@ -67,9 +67,7 @@ def test_postgres_aggregation_equals_duckdb(
     assert on_files.backend == FILES_BACKEND
 
     from_postgres = share_matrices(execute_shares(pg_shares))
-    from_duckdb = share_matrices(
-        execute_shares(share_table(on_files.sales, on_files.need_states))
-    )
+    from_duckdb = share_matrices(execute_shares(share_table(on_files.sales, on_files.need_states)))
     assert sorted(from_postgres) == sorted(from_duckdb)
     assert len(from_duckdb) == 4
     for category, expected in from_duckdb.items():
