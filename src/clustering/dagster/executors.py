@@ -13,6 +13,7 @@ the UI, schedules, sensors and ``dagster job execute``.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import dagster as dg
@@ -40,6 +41,8 @@ def _dask_executor(settings: DagsterConfig) -> dg.ExecutorDefinition:
     # cluster started by this process; a remote cluster's workers need the same setting
     # (DASK_DISTRIBUTED__WORKER__DAEMON=False) or CLUSTERING_WORKERS=1.
     dask.config.set({"distributed.worker.daemon": False})
+    # Dask cannot size Dagster's event lists and warns about it for every finished step.
+    logging.getLogger("distributed.sizeof").setLevel(logging.ERROR)
     address = settings.dask.scheduler_address
     cluster: dict[str, Any]
     if address:
