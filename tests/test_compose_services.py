@@ -17,6 +17,7 @@ seen to succeed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -268,3 +269,68 @@ def _instance_env(env: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _dockerfile_stages() -> dict[str, str]:
+    """Each ``FROM … AS name`` stage of the Dockerfile: its text, by name (in file order)."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    parts = re.split(r"^FROM \S+ AS (\w+)\s*$", text, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_compose_publishes_only_the_proxy_on_loopback_and_reads_secrets_from_env() -> None:
+    required = {"DAGSTER_PG_PASSWORD": "from-the-env-file"}
+    services = read_compose(required)["services"]
+    assert set(services) == {"postgres", *DAGSTER_SERVICES, "proxy"}
+    assert all("healthcheck" in settings for settings in services.values())
+    published = {name: s["ports"] for name, s in services.items() if "ports" in s}
+    assert published == {"proxy": ["127.0.0.1:3000:8080"]}
+    exposed = read_compose({**required, "CLUSTERING_UI_BIND": "0.0.0.0"})["services"]["proxy"]
+    assert exposed["ports"] == ["0.0.0.0:3000:8080"]
+
+    # Secrets: only in .env (ignored by git); the database password has no default.
+    with pytest.raises(ValueError, match=r"set DAGSTER_PG_PASSWORD in \.env"):
+        read_compose({})
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == "from-the-env-file"
+    ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert ".env" in ignored
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    # Every key naming a secret takes its value from a variable, never a literal.
+    assert not re.search(r"(?im)^\s*\w*(password|secret|token)\w*:\s*(?!\$\{)\S", text)
+
+    # One dagster.yaml (the package's PostgreSQL template) and one workspace.yaml for the three
+    # Dagster services, all built from the Dockerfile's runtime stage.
+    template = "./src/clustering/dagster/instance/dagster-postgres.yaml.template"
+    for name in DAGSTER_SERVICES:
+        settings = services[name]
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in settings["volumes"]}
+        assert mounts["/opt/dagster/home/dagster.yaml"] == template
+        assert mounts["/app/deploy/workspace.yaml"] == "./deploy/workspace.yaml"
+        assert settings["env_file"] == [".env"]
+        assert settings["build"] == {"context": ".", "target": "runtime"}
+        assert settings["environment"]["DAGSTER_HOME"] == "/opt/dagster/home"
+    assert (ROOT / template).read_text(encoding="utf-8") == postgres_template_text()
+
+
+def test_compose_image_is_non_root_without_build_tools_and_matches_the_dev_container() -> None:
+    stages = _dockerfile_stages()
+    assert list(stages)[-1] == "runtime"  # the default target of `docker build`
+    runtime = stages["runtime"]
+    assert re.search(r"^USER clustering$", runtime, flags=re.M)
+    assert "COPY --from=build /opt/venv /opt/venv" in runtime
+    for tool in ("apt-get", "pip ", "gcc", "build-essential"):
+        assert tool not in runtime
+    assert "install --constraint requirements.lock ." in stages["build"]
+    cmd = re.search(r"^CMD (\[.*\])$", runtime, flags=re.M)
+    assert cmd is not None
+    services = read_compose({"DAGSTER_PG_PASSWORD": "x"})["services"]
+    assert json.loads(cmd.group(1)) == services["user_code"]["command"]
+
+    devcontainer = json.loads(
+        (ROOT / ".devcontainer" / "devcontainer.json").read_text(encoding="utf-8")
+    )
+    build = devcontainer["build"]
+    assert (ROOT / ".devcontainer" / build["dockerfile"]).resolve() == ROOT / "Dockerfile"
+    assert build["target"] in stages
+    assert f"useradd --create-home --shell /bin/bash {devcontainer['remoteUser']}" in stages["dev"]
+    assert devcontainer["postCreateCommand"] == "make setup"
