@@ -47,6 +47,11 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DAGSTER_SERVICES = ("user_code", "webserver", "daemon")
 JOB = "internal_preprocessing_job"
 HEALTHY_TIMEOUT_S = 180
+#: The variables naming the port each service listens on (the daemon listens on none).
+SERVED_PORTS = {
+    "user_code": ("DAGSTER_CODE_SERVER_PORT",),
+    "webserver": ("DAGSTER_WEBSERVER_PORT",),
+}
 RUN_TIMEOUT_S = 240
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
@@ -177,12 +182,23 @@ class _Service:
         )
         return done.returncode == 0
 
+    def listening(self) -> bool:
+        """Whether the port the service serves on accepts connections (True if it has none)."""
+        ports = [v for k, v in self.env.items() if k in SERVED_PORTS.get(self.name, ())]
+        if not ports:
+            return True
+        with socket.socket() as sock:
+            sock.settimeout(1)
+            return sock.connect_ex(("127.0.0.1", int(ports[0]))) == 0
+
     def wait_healthy(self, timeout: float = HEALTHY_TIMEOUT_S) -> None:
+        """Poll the service's own health check; a cheap port probe first, because each check
+        is a Python process importing Dagster, which would slow the service it waits for."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"{self.name} exited: {self.tail()}")
-            if self.healthy():
+            if self.listening() and self.healthy():
                 return
             time.sleep(2)
         raise AssertionError(f"{self.name} not healthy after {timeout:.0f} s: {self.tail()}")

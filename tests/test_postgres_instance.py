@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import postgres_server
 import pytest
 from postgres_server import PostgresServer
 
@@ -102,3 +103,13 @@ def test_postgres_instance_without_password_is_one_sentence(
         f"error: the Dagster instance in {home} reads DAGSTER_PG_PASSWORD from the environment, "
         "but it is not set; set it (e.g. in .env) or point DAGSTER_HOME at another instance."
     )
+
+
+def test_postgres_tests_fail_instead_of_skipping_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(postgres_server, "find_bin_dir", lambda: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the PostgreSQL tests"):
+        postgres_server.require_bin_dir()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="make postgres"):
+        postgres_server.require_bin_dir()
