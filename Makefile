@@ -13,7 +13,7 @@ CHROMIUM := /usr/bin/chromium
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
-.PHONY: ui setup run data test lint format typecheck browser postgres bench recovery clean lock help
+.PHONY: ui setup run data test lint format typecheck browser bench recovery clean lock help
 
 help:  ## list the targets
 	@grep -hE '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -77,6 +77,7 @@ browser:  ## install Debian's chromium for the browser test when it is missing (
 
 # The PostgreSQL tests (tests/postgres_server.py) start a throwaway server on loopback from
 # Debian's binaries; nothing is configured system-wide and no service is started.
+.PHONY: postgres
 postgres:  ## install Debian's postgresql for the PostgreSQL tests when it is missing (needs root and apt-get)
 	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then \
 		:; \
