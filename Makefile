@@ -75,7 +75,21 @@ browser:  ## install Debian's chromium for the browser test when it is missing (
 		echo "note: $(CHROMIUM) is missing, so tests/test_browser.py is skipped (and fails when CI is set); install it with 'sudo apt-get install chromium'."; \
 	fi
 
-test: lint typecheck browser  ## lint, type-check, install chromium if missing and run the test suite
+# The PostgreSQL tests (tests/postgres_server.py) start a throwaway server on loopback from
+# Debian's binaries; nothing is configured system-wide and no service is started.
+.PHONY: postgres
+postgres:  ## install Debian's postgresql for the PostgreSQL tests when it is missing (needs root and apt-get)
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing postgresql for the PostgreSQL tests..."; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; \
+	else \
+		echo "note: PostgreSQL server binaries are missing, so the PostgreSQL tests are skipped (and fail when CI is set); install them with 'sudo apt-get install postgresql'."; \
+	fi
+
+test: lint typecheck browser postgres  ## lint, type-check, install chromium and postgresql if missing and run the test suite
 	$(BIN)/pytest
 
 bench: $(STAMP)  ## time and peak memory of each stage on the medium and large presets

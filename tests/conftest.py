@@ -1,4 +1,4 @@
-"""Shared fixtures: the `small` sample generated once per test session."""
+"""Shared fixtures: the `small` sample generated once per test session, a PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from postgres_server import PostgresServer, require_bin_dir, running_server
 
 from clustering.infra import config as config_module
 from clustering.io.sample_data import write_sample_data
@@ -32,3 +33,10 @@ def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("small")
     write_sample_data(folder, preset="small", seed=0)
     return folder
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server on loopback for the whole session (see postgres_server.py)."""
+    with running_server(require_bin_dir()) as server:
+        yield server

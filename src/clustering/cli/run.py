@@ -194,7 +194,7 @@ def run_job(
         defs = _load_definitions(env, definitions_factory)
         name = resolve_job_name(job_name, job_names(defs))
         job = defs.resolve_job_def(name)
-        home = ensure_dagster_home()
+        home = ensure_dagster_home(env=env)
         instance = _open_instance(home)
     except ConfigError as exc:
         err(f"error: {exc}")
@@ -213,14 +213,9 @@ def run_job(
 
 
 def _open_instance(home: Path) -> dg.DagsterInstance:
-    import dagster as dg
+    from clustering.infra.instance_storage import open_instance
 
-    try:
-        return dg.DagsterInstance.get()
-    except dg.DagsterError as exc:
-        raise ConfigError(
-            f"the Dagster instance in {home} cannot be loaded: {_first_line(str(exc))}"
-        ) from exc
+    return open_instance(home)
 
 
 def _execute(

@@ -25,6 +25,7 @@ from dagster_shared.cli import WorkspaceOpts
 
 from clustering.core.errors import ConfigError
 from clustering.infra.instance import ensure_dagster_home
+from clustering.infra.instance_storage import open_instance
 
 DEFINITIONS_MODULE = "clustering.dagster.definitions"
 Kind = Literal["sensor", "schedule"]
@@ -51,12 +52,12 @@ class _Location:
 @contextmanager
 def _open(env: str, project_root: Path | None) -> Iterator[_Location]:
     root = (project_root or Path.cwd()).resolve()
-    ensure_dagster_home(root)
+    home = ensure_dagster_home(root, env=env)
     # The code location is a subprocess that builds `defs` for $CLUSTERING_ENV.
     os.environ["CLUSTERING_ENV"] = env
     options = WorkspaceOpts(module_name=[DEFINITIONS_MODULE], working_directory=str(root))
     with (
-        dg.DagsterInstance.get() as instance,
+        open_instance(home) as instance,
         get_workspace_from_cli_opts(
             instance, dg.__version__, options, log_level="warning"
         ) as workspace,

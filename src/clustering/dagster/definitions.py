@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from clustering.dagster.assets import ALL_ASSETS
+from clustering.dagster.executors import build_executor
 from clustering.dagster.jobs import PRODUCING_JOBS, build_jobs
 from clustering.dagster.resources.alerts import AlertsResource
 from clustering.dagster.resources.config import ClusteringConfigResource
@@ -46,15 +47,8 @@ def create_definitions(env: str | None = None, project_root: Path | None = None)
             producing_jobs=PRODUCING_JOBS,
         ),
     }
-    # Steps that can run side by side (the internal and external tracks) do, up to
-    # max_concurrent_steps; in_process trades that for less start-up per step.
-    executor: dg.ExecutorDefinition = (
-        dg.in_process_executor
-        if config.dagster.executor == "in_process"
-        else dg.multiprocess_executor.configured(
-            {"max_concurrent": config.dagster.max_concurrent_steps}
-        )
-    )
+    # in_process, multiprocess (the internal and external tracks side by side) or dask.
+    executor = build_executor(config.dagster)
     # AssetChecksDefinition subclasses AssetsDefinition: test for the checks first.
     check_defs = [c for c in ALL_ASSETS if isinstance(c, dg.AssetChecksDefinition)]
     asset_defs = [a for a in ALL_ASSETS if not isinstance(a, dg.AssetChecksDefinition)]

@@ -237,14 +237,25 @@ class ScheduleConfig(_Config):
     running_by_default: bool
 
 
+class DaskConfig(_Config):
+    """Where the dask executor runs steps (``dagster.executor: dask``)."""
+
+    # A running scheduler (tcp://host:8786); None starts a local cluster for each run.
+    scheduler_address: str | None = None
+    local_workers: int = Field(2, ge=1)
+
+
 class DagsterConfig(_Config):
     """Orchestration settings that differ per environment."""
 
     # DuckDB allows one writer per file; more would only wait on its lock.
     max_concurrent_duckdb_writes: int = Field(1, ge=1)
-    executor: Literal["multiprocess", "in_process"] = "multiprocess"
+    executor: Literal["multiprocess", "in_process", "dask"] = "multiprocess"
     # Per-category work inside a step already uses every core; more steps would compete.
     max_concurrent_steps: int = Field(2, ge=1)
+    dask: DaskConfig = DaskConfig()
+    # Instance storage when DAGSTER_HOME is not set (see clustering.infra.instance).
+    instance: Literal["sqlite", "postgres"] = "sqlite"
     schedules: ScheduleConfig
 
 
@@ -475,6 +486,12 @@ def _key_needing(config: object, variable: str) -> str | None:
 # Keys this module wrote into os.environ from .env files, with the value written.
 _dotenv_written: dict[str, str] = {}
 _dotenv_lock = threading.Lock()
+
+
+def apply_env_files(root: Path, env: str) -> None:
+    """Apply ``root``'s ``.env`` and ``.env.<env>`` without loading the configuration (the
+    Dagster instance's credentials may live there too)."""
+    _apply_dotenv(root, env)
 
 
 def _apply_dotenv(root: Path, env: str) -> None:

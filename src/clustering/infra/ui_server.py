@@ -164,7 +164,7 @@ def serve(
             f"port {port} on {host} is already in use; stop what uses it or pass --port."
         )
     root = (project_root or Path.cwd()).resolve()
-    home = ensure_dagster_home(root)
+    home = ensure_dagster_home(root, env=env)
     command = [_dagster_tool("dagster"), "dev", "-m", DEFINITIONS_MODULE]
     command += ["--host", host, "--port", str(port)]
     url = f"http://{host}:{port}"
@@ -179,7 +179,7 @@ def run_daemon(
 ) -> int:
     """Run the Dagster daemon alone until interrupted; returns the exit code."""
     root = (project_root or Path.cwd()).resolve()
-    home = ensure_dagster_home(root)
+    home = ensure_dagster_home(root, env=env)
     command = [_dagster_tool("dagster-daemon"), "run", "-m", DEFINITIONS_MODULE]
     banner = f"Dagster daemon for '{env}' running (instance {home}; Ctrl-C to stop)"
     return _supervise(command, env, root, home, out, lambda: True, banner, "the daemon")
