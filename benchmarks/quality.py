@@ -1,6 +1,6 @@
 """How well each k-selection rule recovers planted store types (``make quality``).
 
-Generates the difficulty ladder (``clustering.core.sample_data.LADDER``: from clearly separated
+Generates the difficulty ladder (``clustering.sample.generator.LADDER``: from clearly separated
 to overlapping need-state profiles; 2-8 types of unequal size per category, stores leaning
 towards a second type, a few noise stores that follow no type) for retailers of several sizes,
 and clusters every category's need-state shares with:
@@ -36,7 +36,7 @@ from sklearn.metrics import adjusted_rand_score
 from clustering.core.clustering import choose_k
 from clustering.core.features import engineer_features
 from clustering.core.params import ClusteringParams, FeatureParams, PipelineParams
-from clustering.core.sample_data import (
+from clustering.sample.generator import (
     LADDER,
     NOISE_TYPE,
     category_shares,

@@ -1,8 +1,9 @@
 """How well the pipeline recovers the planted store types (``make recovery``).
 
-Generates a preset into a temporary folder, runs the whole pipeline and prints the adjusted Rand
-index against the planted truth: per category for internal clusters (minimum and mean), for the
-external clusters, and how often the chosen k equals the planted k.
+Generates a preset into a temporary folder, runs the whole pipeline (``full_pipeline_job``, as
+``python -m clustering cluster`` does) and prints the adjusted Rand index against the planted
+truth: per category for internal clusters (minimum and mean), for the external clusters, and how
+often the chosen k equals the planted k.
 
     python benchmarks/recovery.py [--presets small medium] [--seed 0] [--workers N]
 """
@@ -19,15 +20,9 @@ from pathlib import Path
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
-from clustering.core.params import PipelineParams
-from clustering.core.pipeline import run_pipeline
-from clustering.io.readers import (
-    connect,
-    read_external_sources,
-    read_internal_sales,
-    read_need_states,
-)
-from clustering.io.sample_data import write_sample_data
+from clustering.cli.run import run_in_memory
+from clustering.io.duckdb_store import DuckDBStore
+from clustering.sample.files import write_sample_data
 
 
 def recovery(preset: str, seed: int, workers: int | None) -> None:
@@ -35,37 +30,41 @@ def recovery(preset: str, seed: int, workers: int | None) -> None:
     folder = Path(tempfile.mkdtemp(prefix=f"recovery-{preset}-"))
     try:
         write_sample_data(folder, preset=preset, seed=seed)
-        con = connect()
+        out = folder / "out"
+        overrides = {
+            "paths": {
+                "raw_dir": str(folder),
+                "exports_dir": str(out),
+                "duckdb_path": str(out / "clustering_dev.duckdb"),
+            },
+            "params": {"workers": workers},
+        }
         started = time.perf_counter()
-        result = run_pipeline(
-            read_internal_sales(con, folder / "internal_sales.parquet"),
-            read_need_states(con, folder / "need_state.csv"),
-            read_external_sources(con, [folder / "external_sales.parquet"]),
-            PipelineParams(workers=workers),
-        )
+        if run_in_memory("dev", overrides, out=lambda _line: None) != 0:
+            raise SystemExit(f"{preset}: the pipeline failed")
         seconds = time.perf_counter() - started
+        store = DuckDBStore(out / "clustering_dev.duckdb")
+        assignments = store.read_table("internal_clustering", "internal_assignments")
+        models = store.read_table("internal_clustering", "internal_models")
+        chosen = models[models["chosen"]].set_index("CATEGORY")["k"]
         truth = pd.read_parquet(folder / "truth" / "internal_truth.parquet")
         planted = json.loads((folder / "truth" / "truth.json").read_text())
         aris = []
-        k_matches = 0
-        for category, clustered in result.internal.items():
+        for category, found in assignments.groupby("CATEGORY"):
             expected = truth[truth["CATEGORY"] == category].set_index("STORE_NBR")["STORE_TYPE"]
-            aris.append(adjusted_rand_score(expected, clustered.labels.reindex(expected.index)))
-            k_matches += int(clustered.result.k == planted["internal_k"][category])
+            labels = found.set_index("STORE_NBR")["CLUSTER"].reindex(expected.index)
+            aris.append(adjusted_rand_score(expected, labels))
+        hits = sum(int(chosen[c] == k) for c, k in planted["internal_k"].items())
+        external = store.read_table("external_clustering", "external_assignments")
         ext_truth = pd.read_parquet(folder / "truth" / "external_truth.parquet")
-        ext_truth = ext_truth.set_index("STORE_NBR")["STORE_TYPE"]
-        external_ari = float("nan")
-        if result.external is not None:
-            common = result.external.labels.index.intersection(ext_truth.index)
-            external_ari = adjusted_rand_score(
-                ext_truth.loc[common], result.external.labels.loc[common]
-            )
-        n = len(result.internal)
+        both = external.merge(ext_truth, on="STORE_NBR")
+        external_ari = adjusted_rand_score(both["STORE_TYPE"], both["CLUSTER"])
+        n = len(aris)
         print(
             f"{preset:<7} internal ARI min {min(aris):.3f} mean {sum(aris) / n:.3f}; "
-            f"planted k chosen in {k_matches}/{n} categories; external ARI {external_ari:.3f} "
-            f"(k={result.external.result.k if result.external else '-'}, planted "
-            f"{planted['external_k']}); pipeline {seconds:.1f} s",
+            f"planted k chosen in {hits}/{n} categories; external ARI {external_ari:.3f} "
+            f"(k={external['CLUSTER'].nunique()}, planted {planted['external_k']}); "
+            f"pipeline {seconds:.1f} s",
             flush=True,
         )
     finally:

@@ -10,7 +10,7 @@ import pytest
 from postgres_server import PostgresServer, require_bin_dir, running_server
 
 from clustering.infra import config as config_module
-from clustering.io.sample_data import write_sample_data
+from clustering.sample.files import write_sample_data
 
 
 @pytest.fixture

@@ -57,9 +57,10 @@ def test_cluster_writes_results_and_prints_a_summary(small_data: Path, tmp_path:
     for name in [
         "final_store_clusters.parquet",
         "final_store_clusters.csv",
-        "cluster_profiles.csv",
-        "k_curves.csv",
-        "run_summary.json",
+        "merging_summary.csv",
+        "internal_models.csv",
+        "internal_profiles.csv",
+        "clustering_dev.duckdb",
     ]:
         assert (out / name).is_file(), name
         assert str(out / name) in done.stdout
@@ -114,12 +115,14 @@ def test_bad_sales_file_one_sentence_and_nothing_damaged(
 
     done = _cli("cluster", "--raw-dir", str(raw), "--out", str(out))
     assert done.returncode == 1
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith(f"error: internal sales '{raw / 'internal_sales.parquet'}'")
-    assert message in lines[0]
+    failed = [line for line in done.stdout.splitlines() if line.startswith("Step ")]
+    assert len(failed) == 1, done.stdout
+    assert failed[0].startswith(
+        f"Step internal_need_state_sales failed: internal sales '{raw / 'internal_sales.parquet'}'"
+    )
+    assert message in failed[0]
+    assert "Traceback" not in done.stdout + done.stderr
     assert (out / "final_store_clusters.csv").read_text() == "earlier result\n"
-    assert sorted(p.name for p in out.iterdir()) == ["final_store_clusters.csv"]
 
 
 def test_wrong_type_in_need_state_map(small_data: Path, tmp_path: Path) -> None:
@@ -130,15 +133,17 @@ def test_wrong_type_in_need_state_map(small_data: Path, tmp_path: Path) -> None:
     (raw / "need_state.csv").write_text("\n".join([header, ",".join(first), *text[2:]]) + "\n")
     done = _cli("cluster", "--raw-dir", str(raw), "--out", str(tmp_path / "out"))
     assert done.returncode == 1
-    assert "column PRODUCT_ID must be an integer" in done.stderr
-    assert "PRODUCT_ID='abc'" in done.stderr
+    assert "Step need_state_map failed: need-state map" in done.stdout
+    assert "column PRODUCT_ID must be an integer" in done.stdout
+    assert "PRODUCT_ID='abc'" in done.stdout
 
 
 def test_missing_input_file(tmp_path: Path) -> None:
     done = _cli("cluster", "--raw-dir", str(tmp_path), "--out", str(tmp_path / "out"))
     assert done.returncode == 1
-    assert done.stderr.strip() == (
-        f"error: internal sales: no file matches '{tmp_path / 'internal_sales.parquet'}'."
+    assert (
+        "Step need_state_map failed: need-state map: no file matches "
+        f"'{tmp_path / 'need_state.csv'}'." in done.stdout
     )
 
 

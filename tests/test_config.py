@@ -12,8 +12,8 @@ from clustering.core.errors import ConfigError
 from clustering.core.params import PipelineParams
 from clustering.infra.config import (
     DEFAULT_CONFIG_DIR,
-    JOB_NAMES,
     AppConfig,
+    apply_env_files,
     load_config,
     redact_url,
 )
@@ -69,12 +69,10 @@ def test_dev_loads_with_no_variables_and_resolves_paths_against_project_root(
     assert config.paths.external == [str(tmp_path / "data/raw/external_sales.parquet")]
     assert config.paths.duckdb_path == tmp_path / "outputs/clustering_dev.duckdb"
     assert config.paths.exports_dir == tmp_path / "outputs/dev"
-    assert config.paths.storage_dir == tmp_path / "storage/dev"
     assert config.logging.file == tmp_path / "logs/dev.log"
     assert config.inputs.backend_url is None
     assert [channel.type for channel in config.alerts.channels] == ["log"]
     assert config.dagster.schedules.running_by_default is False
-    assert config.dagster.max_concurrent_duckdb_writes == 1
 
 
 def test_dev_raw_dir_comes_from_clustering_raw_dir(
@@ -95,7 +93,6 @@ def test_staging_reads_and_writes_where_the_variables_say(
     assert config.paths.need_states == "/srv/staging/raw/need_state.csv"
     assert config.paths.duckdb_path == Path("/srv/staging/out/clustering_staging.duckdb")
     assert config.paths.exports_dir == Path("/srv/staging/out/staging")
-    assert config.paths.storage_dir == Path("/srv/staging/out/storage")
     assert config.inputs.backend_url is None  # optional: files unless an input URL is given
     assert config.alerts.ui_base_url == ""  # '' default stays a string, not None
     assert config.dagster.schedules.running_by_default is False
@@ -139,12 +136,6 @@ def test_params_are_the_documented_defaults(
 ) -> None:
     set_vars(monkeypatch, STAGING_VARS | PROD_VARS)
     assert load_config(env, project_root=tmp_path).params == PipelineParams()
-
-
-@pytest.mark.parametrize("job", JOB_NAMES)
-def test_every_job_config_is_valid_and_keeps_default_params(job: str, tmp_path: Path) -> None:
-    config = load_config("dev", job, project_root=tmp_path)
-    assert config.params == PipelineParams()
 
 
 # --- missing variables ---------------------------------------------------------------------
@@ -202,54 +193,41 @@ def test_dotenv_files_fill_in_and_the_real_environment_wins(
     assert config.paths.outputs_dir == Path("/real/out")
 
 
-def test_dotenv_values_of_one_environment_do_not_leak_into_another(tmp_path: Path) -> None:
+def test_loading_never_writes_the_process_environment(tmp_path: Path) -> None:
     (tmp_path / ".env.dev").write_text("CLUSTERING_RAW_DIR=dev-raw\n")
     (tmp_path / ".env.staging").write_text(
         "CLUSTERING_STAGING_RAW_DIR=/s/raw\nCLUSTERING_STAGING_OUTPUT_DIR=/s/out\n"
         "CLUSTERING_RAW_DIR=staging-raw\n"
     )
-    load_config("staging", project_root=tmp_path)
-    # Written to the process environment so secrets named in the config can be read later.
-    assert os.environ["CLUSTERING_STAGING_OUTPUT_DIR"] == "/s/out"
+    before = dict(os.environ)
+    staging = load_config("staging", project_root=tmp_path)
+    assert staging.paths.outputs_dir == Path("/s/out")
     config = load_config("dev", project_root=tmp_path)
     assert config.paths.raw_dir == tmp_path / "dev-raw"
+    assert dict(os.environ) == before
+
+
+def test_commands_apply_env_files_and_never_mix_environments(tmp_path: Path) -> None:
+    (tmp_path / ".env.staging").write_text("CLUSTERING_STAGING_OUTPUT_DIR=/s/out\n")
+    apply_env_files(tmp_path, "staging")
+    # Written to the process environment so secrets named in the config can be read later.
+    assert os.environ["CLUSTERING_STAGING_OUTPUT_DIR"] == "/s/out"
+    apply_env_files(tmp_path, "dev")
     assert "CLUSTERING_STAGING_OUTPUT_DIR" not in os.environ
 
 
 # --- layers --------------------------------------------------------------------------------
 
 
-def test_job_config_overrides_env_and_overrides_win_over_job_config(tmp_path: Path) -> None:
-    folder = config_dir_with(
-        tmp_path,
-        {
-            "job_configs/internal_clustering_job.yml": (
-                "params:\n  internal_clustering:\n    max_k: 12\n    min_k: 3\n"
-                "logging:\n  level: DEBUG\n"
-            )
-        },
-    )
-    config = load_config("dev", "internal_clustering_job", project_root=tmp_path, config_dir=folder)
-    assert config.params.internal_clustering.max_k == 12
-    assert config.params.internal_clustering.min_k == 3
-    assert config.logging.level == "DEBUG"
-    assert config.params.external_clustering == PipelineParams().external_clustering
-
+def test_overrides_win_over_the_environment_file(tmp_path: Path) -> None:
     config = load_config(
-        "dev",
-        "internal_clustering_job",
-        {"params": {"internal_clustering": {"max_k": 8}}},
-        project_root=tmp_path,
-        config_dir=folder,
+        "dev", {"params": {"internal_clustering": {"max_k": 8}}}, project_root=tmp_path
     )
     assert config.params.internal_clustering.max_k == 8
-    assert config.params.internal_clustering.min_k == 3  # the job file's value is kept
-    # Another job does not see internal_clustering_job's file.
-    other = load_config("dev", "merging_job", project_root=tmp_path, config_dir=folder)
-    assert other.params == PipelineParams()
+    assert config.params.external_clustering == PipelineParams().external_clustering
 
 
-def test_site_file_adds_alert_channels_and_wins_over_job_config(
+def test_site_file_adds_alert_channels_and_wins_over_the_environment_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "site.yml").write_text(
@@ -261,15 +239,10 @@ def test_site_file_adds_alert_channels_and_wins_over_job_config(
         "params:\n  internal_clustering:\n    max_k: 7\n"
     )
     folder = config_dir_with(
-        tmp_path,
-        {
-            "job_configs/internal_clustering_job.yml": (
-                "params:\n  internal_clustering:\n    max_k: 12\n"
-            )
-        },
+        tmp_path, {"dev.yml": "params:\n  internal_clustering:\n    max_k: 12\n"}
     )
     monkeypatch.setenv("CLUSTERING_CONFIG", "site.yml")  # relative to the project root
-    config = load_config("dev", "internal_clustering_job", project_root=tmp_path, config_dir=folder)
+    config = load_config("dev", project_root=tmp_path, config_dir=folder)
     assert [channel.type for channel in config.alerts.channels] == ["webhook"]
     assert config.alerts.min_severity == "error"
     assert config.params.internal_clustering.max_k == 7
@@ -313,13 +286,9 @@ def test_overrides_may_refer_to_other_keys(tmp_path: Path) -> None:
 
 
 def test_env_file_overrides_base(tmp_path: Path) -> None:
-    folder = config_dir_with(tmp_path, {"dev.yml": "dagster:\n  max_concurrent_duckdb_writes: 2\n"})
-    assert (
-        load_config(
-            "dev", project_root=tmp_path, config_dir=folder
-        ).dagster.max_concurrent_duckdb_writes
-        == 2
-    )
+    folder = config_dir_with(tmp_path, {"dev.yml": "dagster:\n  max_concurrent_steps: 3\n"})
+    config = load_config("dev", project_root=tmp_path, config_dir=folder)
+    assert config.dagster.max_concurrent_steps == 3
 
 
 # --- one sentence per mistake --------------------------------------------------------------
@@ -331,14 +300,6 @@ def test_unknown_key_names_its_full_path_and_the_merged_files(tmp_path: Path) ->
     )
     assert error_of(env="dev", project_root=tmp_path, config_dir=folder) == (
         "config for env 'dev' (base.yml < dev.yml): params.internal_clustering.max_kk: unknown key."
-    )
-
-
-def test_unknown_key_in_a_job_file_lists_the_job_file(tmp_path: Path) -> None:
-    folder = config_dir_with(tmp_path, {"job_configs/merging_job.yml": "paths:\n  rawdir: x\n"})
-    assert error_of(env="dev", job="merging_job", project_root=tmp_path, config_dir=folder) == (
-        "config for env 'dev' (base.yml < dev.yml < job_configs/merging_job.yml): "
-        "paths.rawdir: unknown key."
     )
 
 
@@ -366,12 +327,6 @@ def test_bad_override_names_overrides_in_the_file_set(tmp_path: Path) -> None:
 
 def test_unknown_environment() -> None:
     assert error_of(env="qa") == "unknown environment 'qa'; expected one of: dev, staging, prod."
-
-
-def test_unknown_job() -> None:
-    assert error_of(env="dev", job="nightly_job").startswith(
-        "unknown job 'nightly_job'; expected one of: internal_preprocessing_job,"
-    )
 
 
 def test_secret_value_instead_of_a_variable_name_is_rejected(tmp_path: Path) -> None:

@@ -44,6 +44,20 @@ def _dagster(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Completed
     )
 
 
+def _at_project_root(small_data: Path, tmp_path: Path) -> dict[str, str]:
+    """Environment for Dagster's tools started from the repository root ([tool.dagster],
+    [tool.dg]) with inputs, outputs and logs in ``tmp_path`` (a site file says where)."""
+    env = _project(small_data, tmp_path)
+    (tmp_path / "site.yml").write_text(
+        "paths:\n"
+        f"  raw_dir: {tmp_path / 'data' / 'raw'}\n"
+        f"  outputs_dir: {tmp_path / 'outputs'}\n"
+        f"  logs_dir: {tmp_path / 'logs'}\n"
+    )
+    env["CLUSTERING_CONFIG"] = str(tmp_path / "site.yml")
+    return env
+
+
 def test_dagster_job_execute_and_asset_materialize(small_data: Path, tmp_path: Path) -> None:
     fresh = tmp_path / "fresh"
     fresh.mkdir()
@@ -68,12 +82,15 @@ def test_dagster_job_execute_and_asset_materialize(small_data: Path, tmp_path: P
     project.mkdir()
     env = _project(small_data, project)
     # The multiprocess executor runs the internal and external tracks side by side: their
-    # steps write to the same DuckDB file at the same time.
+    # steps write to the same DuckDB file at the same time. `-m clustering.dagster -a defs` is
+    # the working form of the reference system's `-f … clustering.dagster:defs`.
     done = _dagster(
         "job",
         "execute",
         "-m",
-        "clustering.dagster.definitions",
+        "clustering.dagster",
+        "-a",
+        "defs",
         "-j",
         "full_pipeline_job",
         cwd=project,
@@ -90,7 +107,7 @@ def test_dagster_job_execute_and_asset_materialize(small_data: Path, tmp_path: P
         "-m",
         "clustering.dagster.definitions",
         "--select",
-        "internal_profiles",
+        "group:internal_clustering",
         cwd=project,
         env=env,
     )
@@ -114,13 +131,14 @@ def _graphql(port: int, query: str) -> dict[str, object]:
         return json.loads(response.read())  # type: ignore[no-any-return]
 
 
-def test_dagster_dev_serves_the_four_groups(small_data: Path, tmp_path: Path) -> None:
-    env = _project(small_data, tmp_path)
-    shutil.copytree(ROOT / "src", tmp_path / "src")  # `-f` takes the file by path, as in the repo
+def test_bare_dagster_dev_from_the_project_root_serves_every_group(
+    small_data: Path, tmp_path: Path
+) -> None:
+    env = _at_project_root(small_data, tmp_path)
     port = _free_port()
     process = subprocess.Popen(
-        [DAGSTER, "dev", "-f", "src/clustering/dagster/definitions.py", "-p", str(port)],
-        cwd=tmp_path,
+        [DAGSTER, "dev", "-p", str(port)],  # [tool.dagster] in pyproject.toml says what to load
+        cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -129,16 +147,44 @@ def test_dagster_dev_serves_the_four_groups(small_data: Path, tmp_path: Path) ->
     try:
         groups: set[str] = set()
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(groups) < 4:
+        while time.monotonic() < deadline and len(groups) < 5:
             try:
                 answer = _graphql(port, "{ assetNodes { groupName assetKey { path } } }")
                 nodes = answer["data"]["assetNodes"]  # type: ignore[index]
                 groups = {node["groupName"] for node in nodes}
             except (OSError, KeyError, TypeError):
                 time.sleep(1)
-        assert groups == {"preprocessing", "internal_clustering", "external_clustering", "merging"}
+        assert groups == {
+            "raw_inputs",
+            "preprocessing",
+            "internal_clustering",
+            "external_clustering",
+            "merging",
+        }
     finally:
         stop_group(process)
+
+
+def test_dg_checks_and_launches_from_the_project_root(small_data: Path, tmp_path: Path) -> None:
+    env = _at_project_root(small_data, tmp_path)
+    dg_tool = str(Path(sys.executable).with_name("dg"))
+    env["VIRTUAL_ENV"] = str(Path(sys.executable).parents[1])  # as an activated venv has it
+    checked = subprocess.run(
+        [dg_tool, "check", "defs"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "All definitions loaded successfully." in checked.stdout + checked.stderr
+    launched = subprocess.run(
+        [dg_tool, "launch", "--job", "internal_preprocessing_job"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert launched.returncode == 0, launched.stdout[-2000:] + launched.stderr[-2000:]
+    store = DuckDBStore(tmp_path / "outputs" / "clustering_dev.duckdb")
+    assert store.has_table("preprocessing", "internal_need_state_sales")
 
 
 def test_clustering_run_command_full_pipeline_and_failure(small_data: Path, tmp_path: Path) -> None:
@@ -169,4 +215,4 @@ def test_clustering_run_command_full_pipeline_and_failure(small_data: Path, tmp_
 
     alias = run("internal_ml_job")
     assert alias.returncode == 0, alias.stderr[-3000:]
-    assert "internal_clustering_models" in alias.stdout
+    assert "internal_clustering" in alias.stdout

@@ -143,10 +143,10 @@ def test_full_pipeline_writes_every_table(
         "3 stores cannot form two clusters of at least 20; all stores form one cluster"
     )
     assert chosen.drop(index="TINY CATEGORY")["stability"].between(0.8, 1.0).all()
-    materialization = result.asset_materializations_for_node("internal_clustering_models")
+    materialization = result.asset_materializations_for_node("internal_clustering")
     assert any("k_curve" in m.metadata for m in materialization)
     log = (root / "logs" / "dev.log").read_text()
-    assert "internal_clustering_models" in log and "k=" in log
+    assert "internal_clustering" in log and "k=" in log
 
 
 def test_jobs_one_by_one_and_downstream_first(
@@ -179,7 +179,7 @@ def test_run_config_overrides_clustering_parameters(
     result = _run(
         root,
         "internal_clustering_job",
-        {"ops": {"internal_clustering_models": {"config": {"max_k": 3}}}},
+        {"ops": {"internal_clustering": {"config": {"max_k": 3}}}},
     )
     assert result.success
     models = DuckDBStore(root / "outputs" / "clustering_dev.duckdb").read_table(

@@ -15,7 +15,7 @@ from clustering.core.errors import ConfigError, InputContractError
 from clustering.core.internal_preprocessing import share_table
 from clustering.infra.config import AppConfig, load_config
 from clustering.io.inputs import FILES_BACKEND, PipelineInputs, open_inputs
-from clustering.io.sample_data import write_sample_data
+from clustering.sample.files import write_sample_data
 
 SHARE_KEYS = ["CATEGORY", "STORE_NBR", "NEED_STATE"]
 

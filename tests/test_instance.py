@@ -50,9 +50,6 @@ def test_template_configures_the_instance(tmp_path: Path) -> None:
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         run_queue = instance.get_concurrency_config().run_queue_config
         assert run_queue is not None and run_queue.max_concurrent_runs == 4
-        pools = instance.event_log_storage.get_pool_config()
-        assert pools.default_pool_limit == 1
-        assert instance.event_log_storage.supports_global_concurrency_limits
 
 
 @pytest.mark.usefixtures("no_dagster_home")

@@ -1,78 +1,72 @@
-"""The whole pipeline on generated data: planted structure recovered, no store lost, keyed rows."""
+"""The whole pipeline on generated data, through the one execution path (the Dagster assets):
+planted structure recovered, no store lost, rows keyed by store, the same answer however run."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
-import ibis
 import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score, homogeneity_score
 
+from clustering.cli.run import run_in_memory, run_job
 from clustering.core.params import PipelineParams
-from clustering.core.pipeline import PipelineResult, run_pipeline
-from clustering.io.readers import (
-    connect,
-    read_external_sources,
-    read_internal_sales,
-    read_need_states,
-)
+from clustering.io.duckdb_store import DuckDBStore
 
 pytestmark = pytest.mark.slow
 
 
-def _run(
-    folder: Path, params: PipelineParams | None = None, shuffle_seed: int | None = None
-) -> PipelineResult:
-    con = connect()
-    sales = read_internal_sales(con, folder / "internal_sales.parquet")
-    need_states = read_need_states(con, folder / "need_state.csv")
-    sources = read_external_sources(con, [folder / "external_sales.parquet"])
-    if shuffle_seed is not None:
-        sales = ibis.memtable(sales.execute().sample(frac=1.0, random_state=shuffle_seed))
-        need_states = ibis.memtable(
-            need_states.execute().sample(frac=1.0, random_state=shuffle_seed)
-        )
-        sources = [
-            (name, frame.sample(frac=1.0, random_state=shuffle_seed)) for name, frame in sources
-        ]
-    return run_pipeline(sales, need_states, sources, params or PipelineParams(workers=2))
+def _cluster(raw: Path, out: Path, params: dict[str, object] | None = None) -> Path:
+    """``python -m clustering cluster --raw-dir raw --out out``, in this process."""
+    overrides: dict[str, object] = {
+        "paths": {
+            "raw_dir": str(raw),
+            "exports_dir": str(out),
+            "duckdb_path": str(out / "clustering_dev.duckdb"),
+        },
+        "params": {"workers": 2, **(params or {})},
+    }
+    assert run_in_memory("dev", overrides, out=lambda _line: None) == 0
+    return out
+
+
+def _table(out: Path, schema: str, table: str) -> pd.DataFrame:
+    return DuckDBStore(out / "clustering_dev.duckdb").read_table(schema, table)
 
 
 @pytest.fixture(scope="module")
-def result(small_data: Path) -> PipelineResult:
-    return _run(small_data)
+def out(small_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _cluster(small_data, tmp_path_factory.mktemp("cluster"))
 
 
-def test_planted_internal_and_external_structure_recovered(
-    small_data: Path, result: PipelineResult
-) -> None:
+def test_planted_internal_and_external_structure_recovered(small_data: Path, out: Path) -> None:
     truth = pd.read_parquet(small_data / "truth" / "internal_truth.parquet")
-    planted_k = json.loads((small_data / "truth" / "truth.json").read_text())
-    matches = 0
-    for category, clustered in result.internal.items():
+    planted_k = json.loads((small_data / "truth" / "truth.json").read_text())["internal_k"]
+    assignments = _table(out, "internal_clustering", "internal_assignments")
+    models = _table(out, "internal_clustering", "internal_models")
+    chosen = models[models["chosen"]].set_index("CATEGORY")["k"]
+    for category, found in assignments.groupby("CATEGORY"):
         expected = truth[truth["CATEGORY"] == category].set_index("STORE_NBR")["STORE_TYPE"]
-        found = clustered.labels.reindex(expected.index)
-        assert found.notna().all(), category
-        ari = adjusted_rand_score(expected, found)
+        labels = found.set_index("STORE_NBR")["CLUSTER"].reindex(expected.index)
+        assert labels.notna().all(), category
+        ari = adjusted_rand_score(expected, labels)
         assert ari >= 0.9, f"{category}: internal ARI {ari:.3f}"
-        matches += int(clustered.result.k == planted_k["internal_k"][category])
-    assert matches >= 0.8 * len(result.internal)
+        assert chosen[category] == planted_k[category], category
 
-    ext_truth = pd.read_parquet(small_data / "truth" / "external_truth.parquet").set_index(
-        "STORE_NBR"
-    )
-    assert result.external is not None
-    labels = result.external.labels
-    common = labels.index.intersection(ext_truth.index)
-    ari = adjusted_rand_score(ext_truth.loc[common, "STORE_TYPE"], labels.loc[common])
+    ext_truth = pd.read_parquet(small_data / "truth" / "external_truth.parquet")
+    external = _table(out, "external_clustering", "external_assignments").set_index("STORE_NBR")
+    common = external.index.intersection(ext_truth["STORE_NBR"])
+    expected = ext_truth.set_index("STORE_NBR").loc[common, "STORE_TYPE"]
+    ari = adjusted_rand_score(expected, external.loc[common, "CLUSTER"])
     assert ari >= 0.95, f"external ARI {ari:.3f}"
 
 
-def test_no_store_lost_or_duplicated(small_data: Path, result: PipelineResult) -> None:
+def test_no_store_lost_or_duplicated(small_data: Path, out: Path) -> None:
     sales = pd.read_parquet(small_data / "internal_sales.parquet")
-    final = result.final
+    final = pd.read_parquet(out / "final_store_clusters.parquet")
     assert not final.duplicated(["STORE_NBR", "CATEGORY"]).any()
     for category, group in sales.groupby("CAT_DSC"):
         expected = set(group["STORE_NBR"])
@@ -81,51 +75,64 @@ def test_no_store_lost_or_duplicated(small_data: Path, result: PipelineResult) -
     assert final[["INTERNAL_CLUSTER", "DEMAND_CLUSTER", "REBALANCED_CLUSTER"]].notna().all().all()
 
 
-def test_stores_without_external_features_follow_the_rule(
-    small_data: Path, result: PipelineResult
-) -> None:
+def test_stores_without_external_features_follow_the_rule(small_data: Path, out: Path) -> None:
     external = pd.read_parquet(small_data / "external_sales.parquet")
-    missing = set(result.final["STORE_NBR"]) - set(external["STORE_NBR"])
+    final = pd.read_parquet(out / "final_store_clusters.parquet")
+    missing = set(final["STORE_NBR"]) - set(external["STORE_NBR"])
     assert missing, "the sample plants stores without external features"
-    rows = result.final[result.final["STORE_NBR"].isin(missing)]
+    rows = final[final["STORE_NBR"].isin(missing)]
     assert rows["EXTERNAL_CLUSTER"].isna().all()
     assert rows["DEMAND_CLUSTER"].str.endswith("-NOEXT").all()
-    assert sum(m.stores_without_external for m in result.merges) == len(rows)
+    summary = pd.read_csv(out / "merging_summary.csv")
+    assert summary["STORES_WITHOUT_EXTERNAL"].sum() == len(rows)
 
 
 def test_final_clusters_are_plannable_and_keep_the_need_state_types(
-    small_data: Path, result: PipelineResult
+    small_data: Path, out: Path
 ) -> None:
     """Every category: 2-10 final clusters of at least 20 stores that keep the planted types."""
     params = PipelineParams()
     truth = pd.read_parquet(small_data / "truth" / "internal_truth.parquet")
-    for category, group in result.final.groupby("CATEGORY"):
+    final = pd.read_parquet(out / "final_store_clusters.parquet")
+    for category, group in final.groupby("CATEGORY"):
         sizes = group["REBALANCED_CLUSTER"].value_counts()
         assert 2 <= len(sizes) <= params.merging.max_final_clusters, category
         assert sizes.min() >= params.merging.min_cluster_size, category
         planted = truth[truth["CATEGORY"] == category].set_index("STORE_NBR")["STORE_TYPE"]
-        final = group.set_index("STORE_NBR")["REBALANCED_CLUSTER"].reindex(planted.index)
-        assert homogeneity_score(planted, final) >= 0.9, category
-    for clustered in result.internal.values():
-        assert clustered.labels.value_counts().min() >= params.internal_clustering.min_cluster_size
+        found = group.set_index("STORE_NBR")["REBALANCED_CLUSTER"].reindex(planted.index)
+        assert homogeneity_score(planted, found) >= 0.9, category
 
 
-def test_shuffled_inputs_give_identical_assignments(
-    small_data: Path, result: PipelineResult
+def test_shuffled_inputs_give_the_same_final_table(
+    small_data: Path, out: Path, tmp_path: Path
 ) -> None:
-    shuffled = _run(small_data, shuffle_seed=11)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ["internal_sales.parquet", "external_sales.parquet"]:
+        frame = pd.read_parquet(small_data / name)
+        frame.sample(frac=1.0, random_state=11).to_parquet(raw / name, index=False)
+    frame = pd.read_csv(small_data / "need_state.csv")
+    frame.sample(frac=1.0, random_state=11).to_csv(raw / "need_state.csv", index=False)
+    # One worker instead of two: the answer must not depend on how categories are spread.
+    again = _cluster(raw, tmp_path / "out", {"workers": 1})
     pd.testing.assert_frame_equal(
-        result.final.sort_values(["CATEGORY", "STORE_NBR"]).reset_index(drop=True),
-        shuffled.final.sort_values(["CATEGORY", "STORE_NBR"]).reset_index(drop=True),
+        pd.read_parquet(out / "final_store_clusters.parquet"),
+        pd.read_parquet(again / "final_store_clusters.parquet"),
     )
 
 
-def test_same_seed_identical_final_table(small_data: Path, result: PipelineResult) -> None:
-    again = _run(small_data, params=PipelineParams(workers=1))
-    pd.testing.assert_frame_equal(result.final, again.final)
-
-
-def test_shares_sum_to_100_per_store(result: PipelineResult) -> None:
-    for category, matrix in result.share_matrices.items():
-        sums = matrix.sum(axis=1)
-        assert ((sums - 100.0).abs() < 1e-6).all(), category
+def test_cluster_command_and_a_recorded_run_give_the_same_final_table(
+    small_data: Path, out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One execution path: `cluster` (no run history) and `run full_pipeline_job` (recorded in
+    the instance) materialize the same assets and agree row for row."""
+    raw = tmp_path / "data" / "raw"
+    shutil.copytree(small_data, raw, ignore=shutil.ignore_patterns("truth"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("CLUSTERING_WORKERS", "2")
+    for name in [n for n in os.environ if n.startswith("CLUSTERING_RAW")]:
+        monkeypatch.delenv(name)
+    assert run_job("full_pipeline_job", "dev", out=lambda _line: None) == 0
+    recorded = pd.read_parquet(tmp_path / "outputs" / "dev" / "final_store_clusters.parquet")
+    pd.testing.assert_frame_equal(recorded, pd.read_parquet(out / "final_store_clusters.parquet"))

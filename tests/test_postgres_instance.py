@@ -62,7 +62,6 @@ def test_prod_instance_is_postgres_without_dagster_home(
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
-        assert instance.event_log_storage.get_pool_config().default_pool_limit == 1
     # Dagster created its tables in the server on first use.
     assert {"runs", "event_logs", "jobs", "job_ticks"} <= _table_names(postgres, database)
 

@@ -14,7 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 from clustering.core.clustering import choose_k
 from clustering.core.features import engineer_features
 from clustering.core.params import ClusteringParams, PipelineParams
-from clustering.core.sample_data import (
+from clustering.sample.generator import (
     NOISE_TYPE,
     category_shares,
     plan_sample_data,

@@ -13,12 +13,12 @@ import pytest
 from clustering.core.errors import ConfigError
 from clustering.core.internal_preprocessing import share_table
 from clustering.dagster.resources.alerts import AlertsResource
-from clustering.dagster.resources.config import ClusteringConfigResource
 from clustering.dagster.resources.data_io import InputReaderResource
 from clustering.dagster.resources.logging import LoggerResource
+from clustering.dagster.resources.settings import ClusteringSettings
 from clustering.infra.logging import LOGGER_NAME
 from clustering.infra.monitoring.alerts import Alert
-from clustering.io.sample_data import write_sample_data
+from clustering.sample.files import write_sample_data
 
 # Both come from Dagster 1.13's own code: it calls its deprecated InitResourceContext.dagster_run
 # when initialising nested resources, and reads pydantic's deprecated __fields__ for a resource
@@ -53,14 +53,14 @@ def restore_logger() -> Iterator[None]:
 @dg.asset
 def resource_probe(
     # Not "config": Dagster reserves that parameter name for the op's own config.
-    clustering_config: ClusteringConfigResource,
+    clustering_config: ClusteringSettings,
     inputs: InputReaderResource,
     log: LoggerResource,
     alerts: AlertsResource,
 ) -> dict[str, Any]:
     """Touches every resource the way the pipeline's assets do."""
-    app_config = clustering_config.load()
-    opened = inputs.open(app_config)
+    app_config = clustering_config.config
+    opened = inputs.open()
     shares = share_table(opened.sales, opened.need_states).execute()
     log.get_logger().info("probe read %d share rows", len(shares))
     results = alerts.dispatcher().send(
@@ -79,14 +79,14 @@ def test_resources_in_a_materialization(
     raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CLUSTERING_RAW_DIR", str(raw_dir))
-    config = ClusteringConfigResource(env="dev", project_root=str(tmp_path))
+    config = ClusteringSettings(env="dev", project_root=str(tmp_path))
     result = dg.materialize(
         [resource_probe],
         resources={
             "clustering_config": config,
-            "inputs": InputReaderResource(),
-            "log": LoggerResource(config=config),
-            "alerts": AlertsResource(config=config),
+            "inputs": InputReaderResource(settings=config),
+            "log": LoggerResource(settings=config),
+            "alerts": AlertsResource(settings=config),
         },
     )
 
@@ -111,15 +111,15 @@ def test_environment_can_be_chosen_in_run_config(
     monkeypatch.delenv("CLUSTERING_STAGING_INPUT_URL", raising=False)
 
     @dg.asset
-    def which_env(clustering_config: ClusteringConfigResource, inputs: InputReaderResource) -> str:
-        app_config = clustering_config.load()
-        assert inputs.open(app_config).backend == "duckdb (files)"
+    def which_env(clustering_config: ClusteringSettings) -> str:
+        app_config = clustering_config.config
+        assert InputReaderResource(settings=clustering_config).open().backend == "duckdb (files)"
         return app_config.env
 
-    config = ClusteringConfigResource(project_root=str(tmp_path))
+    config = ClusteringSettings(project_root=str(tmp_path))
     result = dg.materialize(
         [which_env],
-        resources={"clustering_config": config, "inputs": InputReaderResource()},
+        resources={"clustering_config": config},
         run_config=dg.RunConfig(resources={"clustering_config": {"config": {"env": "staging"}}}),
     )
     assert result.success
@@ -132,22 +132,27 @@ def test_logger_resource_sets_up_the_log_file_when_the_step_starts(tmp_path: Pat
         # The asset never calls the resource: the file is set up before the step runs.
         logging.getLogger("clustering.core.features").warning("dropped 2 constant features")
 
-    config = ClusteringConfigResource(project_root=str(tmp_path))
-    assert dg.materialize([quiet_step], resources={"log": LoggerResource(config=config)}).success
+    config = ClusteringSettings(project_root=str(tmp_path))
+    assert dg.materialize([quiet_step], resources={"log": LoggerResource(settings=config)}).success
     log_text = (tmp_path / "logs" / "dev.log").read_text(encoding="utf-8")
     assert "WARNING clustering.core.features: dropped 2 constant features" in log_text
 
 
-def test_load_is_cached_per_job_and_overrides(tmp_path: Path) -> None:
-    config = ClusteringConfigResource(project_root=str(tmp_path))
-    first = config.load()
-    assert config.load() is first
-    merging = config.load("merging_job", {"params": {"merging": {"min_cluster_size": 7}}})
+def test_configuration_is_validated_once_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = ClusteringSettings(project_root=str(tmp_path))
+    first = settings.config
+    assert ClusteringSettings(project_root=str(tmp_path)).config is first
+    overrides = '{"params": {"merging": {"min_cluster_size": 7}}}'
+    merging = ClusteringSettings(project_root=str(tmp_path), overrides=overrides).config
     assert merging is not first
     assert merging.params.merging.min_cluster_size == 7
-    assert config.load("merging_job", {"params": {"merging": {"min_cluster_size": 7}}}) is merging
+    # A changed variable the configuration reads gives a fresh load.
+    monkeypatch.setenv("CLUSTERING_RAW_DIR", str(tmp_path / "elsewhere"))
+    assert settings.config.paths.raw_dir == tmp_path / "elsewhere"
 
 
 def test_config_errors_stay_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown environment 'qa'"):
-        ClusteringConfigResource(env="qa", project_root=str(tmp_path)).load()
+        _ = ClusteringSettings(env="qa", project_root=str(tmp_path)).config

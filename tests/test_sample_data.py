@@ -17,7 +17,8 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.preprocessing import StandardScaler
 
 from clustering.core.errors import ConfigError
-from clustering.core.sample_data import (
+from clustering.sample.files import SampleDataReport, write_sample_data
+from clustering.sample.generator import (
     PRESETS,
     SamplePreset,
     category_names,
@@ -27,7 +28,6 @@ from clustering.core.sample_data import (
     plan_sample_data,
     resolve_preset,
 )
-from clustering.io.sample_data import SampleDataReport, write_sample_data
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = PROJECT_ROOT / "scripts" / "generate_sample_data.py"

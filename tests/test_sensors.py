@@ -20,8 +20,7 @@ from clustering.dagster.sensors.file_sensors import EXTERNAL_TRACK, INTERNAL_TRA
 from clustering.dagster.sensors.run_sensors import EXTERNAL_MISSING, one_sentence
 from clustering.infra.config import AlertChannel, AlertsConfig, load_config
 from clustering.infra.monitoring.alerts import AlertDispatcher
-from clustering.io.duckdb_store import DuckDBStore
-from clustering.io.sample_data import write_sample_data
+from clustering.sample.files import write_sample_data
 
 PAST = time.time() - 3600
 
@@ -55,10 +54,23 @@ def project(tmp_path: Path, sample_raw: Path) -> Path:
     return tmp_path
 
 
-def tick(defs: dg.Definitions, name: str, cursor: str | None) -> dg.SensorResult | dg.SkipReason:
+def materialized(*assets: str) -> dg.DagsterInstance:
+    """An instance that has recorded a materialization of each of ``assets``."""
+    instance = dg.DagsterInstance.ephemeral()
+    for asset in assets:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=asset))
+    return instance
+
+
+def tick(
+    defs: dg.Definitions,
+    name: str,
+    cursor: str | None,
+    instance: dg.DagsterInstance | None = None,
+) -> dg.SensorResult | dg.SkipReason:
     sensor = defs.get_repository_def().get_sensor_def(name)
     context = dg.build_sensor_context(
-        cursor=cursor, instance=dg.DagsterInstance.ephemeral(), definitions=defs
+        cursor=cursor, instance=instance or dg.DagsterInstance.ephemeral(), definitions=defs
     )
     result = sensor(context)
     assert isinstance(result, (dg.SensorResult, dg.SkipReason))
@@ -193,23 +205,21 @@ def test_missing_inputs_skip_with_a_sentence(tmp_path: Path) -> None:
 def test_only_the_changed_track_and_merging_run_once_the_other_side_exists(
     project: Path,
 ) -> None:
-    store = DuckDBStore(load_config("dev", project_root=project).paths.duckdb_path)
-    store.write_table("external_clustering", "external_assignments", pd.DataFrame({"a": [1]}))
-    store.write_table("internal_clustering", "internal_assignments", pd.DataFrame({"a": [1]}))
+    instance = materialized("external_assignments", "internal_assignments")
     defs = create_definitions("dev", project_root=project)
-    internal = only_request(tick(defs, "internal_data_sensor", None))
+    internal = only_request(tick(defs, "internal_data_sensor", None, instance))
     assert set(internal.asset_selection or []) == keys(INTERNAL_TRACK + MERGING)
-    external = only_request(tick(defs, "external_data_sensor", None))
+    external = only_request(tick(defs, "external_data_sensor", None, instance))
     assert set(external.asset_selection or []) == keys(EXTERNAL_TRACK + MERGING)
     assert external.run_key != internal.run_key
 
 
 def test_sensor_tick_through_dagster_validates_the_run_request(project: Path) -> None:
-    store = DuckDBStore(load_config("dev", project_root=project).paths.duckdb_path)
-    store.write_table("internal_clustering", "internal_assignments", pd.DataFrame({"a": [1]}))
     defs = create_definitions("dev", project_root=project)
     sensor = defs.get_repository_def().get_sensor_def("external_data_sensor")
-    context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), definitions=defs)
+    context = dg.build_sensor_context(
+        instance=materialized("internal_assignments"), definitions=defs
+    )
     data = sensor.evaluate_tick(context)
     assert len(data.run_requests or []) == 1
     assert data.cursor
@@ -235,10 +245,12 @@ def _run_and_event(
 
 
 def _complete(
-    defs: dg.Definitions, job_name: str = "internal_clustering_job"
+    defs: dg.Definitions,
+    job_name: str = "internal_clustering_job",
+    instance: dg.DagsterInstance | None = None,
 ) -> dg.RunRequest | dg.SkipReason | None:
     sensor = defs.get_repository_def().get_sensor_def("internal_clustering_complete_sensor")
-    instance = dg.DagsterInstance.ephemeral()
+    instance = instance or dg.DagsterInstance.ephemeral()
     run, event = _run_and_event(instance, job_name, dg.DagsterRunStatus.SUCCESS)
     context = dg.build_run_status_sensor_context(
         sensor_name=sensor.name, dagster_instance=instance, dagster_run=run, dagster_event=event
@@ -249,11 +261,10 @@ def _complete(
 
 
 def test_complete_sensor_passes_over_other_jobs(tmp_path: Path) -> None:
-    store = DuckDBStore(load_config("dev", project_root=tmp_path).paths.duckdb_path)
-    store.write_table("external_clustering", "external_assignments", pd.DataFrame({"a": [1]}))
+    instance = materialized("external_assignments")
     defs = create_definitions("dev", project_root=tmp_path)
-    assert _complete(defs, "merging_job") is None
-    assert _complete(defs, "external_clustering_job") is None
+    assert _complete(defs, "merging_job", instance) is None
+    assert _complete(defs, "external_clustering_job", instance) is None
 
 
 def test_complete_sensor_skips_when_external_clustering_never_ran(tmp_path: Path) -> None:
@@ -265,9 +276,8 @@ def test_complete_sensor_skips_when_external_clustering_never_ran(tmp_path: Path
 def test_complete_sensor_requests_merging_when_external_assignments_exist(
     tmp_path: Path,
 ) -> None:
-    store = DuckDBStore(load_config("dev", project_root=tmp_path).paths.duckdb_path)
-    store.write_table("external_clustering", "external_assignments", pd.DataFrame({"a": [1]}))
-    result = _complete(create_definitions("dev", project_root=tmp_path))
+    defs = create_definitions("dev", project_root=tmp_path)
+    result = _complete(defs, instance=materialized("external_assignments"))
     assert isinstance(result, dg.RunRequest)
     assert result.job_name == "merging_job"
     assert result.run_key and result.run_key.startswith("merging_after_")

@@ -2,10 +2,8 @@
 
 import numpy as np
 import pandas as pd
-import pytest
 
-from clustering.core.clustering import choose_k
-from clustering.core.features import engineer_features
+from clustering.core.engine import cluster_feature_table
 from clustering.core.params import ClusteringParams, FeatureParams
 from clustering.core.tables import (
     assignment_table,
@@ -14,9 +12,10 @@ from clustering.core.tables import (
     feature_table,
     frames_from_table,
     labels_from_table,
+    missing_or_extra_stores,
     model_table,
     profile_table,
-    wide_table,
+    stores_by_category,
 )
 
 
@@ -31,56 +30,61 @@ def _frames() -> dict[str, pd.DataFrame]:
     return {"CANDY/SNACKS": first, "HEALTH & WELLNESS": second}
 
 
-def test_wide_table_round_trip_keeps_order_and_keys() -> None:
-    frames = _frames()
-    back = frames_from_table(wide_table(frames))
-    assert sorted(back) == sorted(frames)
-    for name, frame in frames.items():
-        expected = frame.sort_index()
-        assert list(back[name].columns) == list(frame.columns)
-        np.testing.assert_allclose(back[name].to_numpy(), expected.to_numpy())
-        assert list(back[name].index) == list(expected.index)
-
-
-def test_feature_assignment_model_tables() -> None:
+def _clustered() -> dict[str, object]:
     frames = _frames()
     frames["CANDY/SNACKS"].iloc[0, 0] = 50.0  # an outlier
-    features = {name: engineer_features(f, FeatureParams()) for name, f in frames.items()}
-    table = feature_table(features)
-    outlier_store = int(frames["CANDY/SNACKS"].index[0])
-    flagged = table[table["OUTLIER"]]
-    assert set(flagged["STORE_NBR"]) == {outlier_store}
-    assert set(flagged["CATEGORY"]) == {"CANDY/SNACKS"}
-
     params = ClusteringParams(max_k=4, min_cluster_size=5)
-    results = {name: choose_k(fm.matrix, params) for name, fm in features.items()}
-    models = model_table(results)
-    chosen = chosen_models(models)
-    assert set(chosen.index) == set(frames)
-    # 8 stores cannot form two clusters of 5: the fallback k = 1 is on the curve, chosen.
-    assert chosen.loc["HEALTH & WELLNESS", "k"] == 1
-    assert "cannot form two clusters" in chosen.loc["HEALTH & WELLNESS", "FALLBACK"]
-
-    assignments = assignment_table(results)
-    labels = labels_from_table(assignments.sample(frac=1.0, random_state=1))
-    for name, result in results.items():
-        pd.testing.assert_series_equal(labels[name], result.labels.sort_index(), check_names=False)
-
-    centroids = centroid_table(results)
-    assert set(centroids["CATEGORY"]) == set(frames)
-    assert centroids.groupby("CATEGORY")["CLUSTER"].max().to_dict() == {
-        name: result.k for name, result in results.items()
+    return {
+        name: cluster_feature_table(name, frame, FeatureParams(), params)
+        for name, frame in frames.items()
     }
 
 
-def test_profile_table_has_size_and_label() -> None:
-    stores = pd.Index([1, 2, 3, 4], name="STORE_NBR")
-    shares = pd.DataFrame(
-        {"A": [80.0, 80.0, 20.0, 20.0], "B": [20.0, 20.0, 80.0, 80.0]}, index=stores
+def test_feature_table_comes_back_as_the_matrices_with_outliers_flagged() -> None:
+    clustered = _clustered()
+    table = feature_table(clustered)  # type: ignore[arg-type]
+    flagged = table[table["OUTLIER"]]
+    assert set(flagged["CATEGORY"]) == {"CANDY/SNACKS"}
+    back = frames_from_table(table)
+    for name, item in clustered.items():
+        expected = item.features.matrix.sort_index()  # type: ignore[attr-defined]
+        assert list(back[name].columns) == list(expected.columns)
+        np.testing.assert_allclose(back[name].to_numpy(), expected.to_numpy())
+
+
+def test_models_assignments_centroids_and_profiles_are_keyed_tables() -> None:
+    clustered = _clustered()
+    models = model_table(clustered)  # type: ignore[arg-type]
+    chosen = chosen_models(models)
+    assert set(chosen.index) == {"CANDY/SNACKS", "HEALTH & WELLNESS"}
+    # 8 stores cannot form two clusters of 5: the fallback k = 1 is on the curve, chosen.
+    assert int(chosen.loc["HEALTH & WELLNESS", "k"]) == 1
+    assert chosen.loc["HEALTH & WELLNESS", "FALLBACK"].startswith("8 stores cannot form")
+
+    assignments = assignment_table(clustered)  # type: ignore[arg-type]
+    labels = labels_from_table(assignments)
+    for name, item in clustered.items():
+        pd.testing.assert_series_equal(
+            labels[name],
+            item.labels.sort_index(),  # type: ignore[attr-defined]
+            check_names=False,
+        )
+    assert missing_or_extra_stores(stores_by_category(assignments), assignments) == {}
+
+    centroids = centroid_table(clustered)  # type: ignore[arg-type]
+    k = int(chosen.loc["CANDY/SNACKS", "k"])
+    candy = centroids[centroids["CATEGORY"] == "CANDY/SNACKS"]
+    assert candy["CLUSTER"].nunique() == k
+
+    profiles = profile_table(clustered)  # type: ignore[arg-type]
+    sizes = profiles.drop_duplicates(["CATEGORY", "CLUSTER"]).set_index(["CATEGORY", "CLUSTER"])
+    counted = assignments.groupby(["CATEGORY", "CLUSTER"]).size()
+    assert (sizes["STORES"].sort_index() == counted.sort_index()).all()
+
+
+def test_missing_duplicated_and_unexpected_stores_are_named() -> None:
+    assignments = pd.DataFrame(
+        {"CATEGORY": ["A", "A", "A", "B"], "STORE_NBR": [1, 1, 9, 5], "CLUSTER": [1, 1, 2, 1]}
     )
-    labels = pd.Series([1, 1, 2, 2], index=stores)
-    table = profile_table({"X": shares}, {"X": labels})
-    row = table.set_index(["CLUSTER", "FEATURE"]).loc[(1, "A")]
-    assert row["STORES"] == 2
-    assert row["LABEL"] == "high A, low B"
-    assert row["INDEX"] == pytest.approx(160.0)
+    problems = missing_or_extra_stores({"A": {1, 2}, "B": {5}}, assignments)
+    assert problems == {"A": {"missing": [2], "unexpected": [9], "duplicated": [1]}}

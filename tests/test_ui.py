@@ -64,7 +64,13 @@ def test_ui_serves_then_stops_on_sigterm(tmp_path: Path, module: list[str]) -> N
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             groups = {n["groupName"] for n in json.loads(response.read())["data"]["assetNodes"]}
-        assert groups == {"preprocessing", "internal_clustering", "external_clustering", "merging"}
+        assert groups == {
+            "raw_inputs",
+            "preprocessing",
+            "internal_clustering",
+            "external_clustering",
+            "merging",
+        }
         children = descendants(process.pid)
         assert children, "dagster dev should be running under the command"
 

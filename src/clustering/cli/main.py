@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,14 +69,17 @@ def _build_parser() -> argparse.ArgumentParser:
 
     cluster = commands.add_parser(
         "cluster",
-        help="run the whole pipeline in this process and write the final table",
+        help="run the whole pipeline in this process, without recording a run",
         description=(
-            "Read the three inputs, build need-state share matrices, cluster every category "
-            "and the external features, merge into demand clusters and write "
-            "final_store_clusters.parquet/.csv, cluster profiles, k-curves and a run summary."
+            "Run full_pipeline_job (the same assets and checks as `run`, the UI, schedules and "
+            "sensors) in this process on a throwaway Dagster instance, with the inputs, output "
+            "folder and parameters given here over the environment's configuration. Writes the "
+            "DuckDB warehouse and the exports (final_store_clusters.parquet/.csv, "
+            "merging_summary.csv, internal_models.csv with the k-curves, internal_profiles.csv) "
+            "and prints the results; the run is not kept in the run history."
         ),
     )
-    _add_env_argument(cluster, "environment; names the output folder outputs/ENV")
+    _add_env_argument(cluster, "environment whose configuration the options are layered over")
     cluster.add_argument(
         "--raw-dir",
         type=Path,
@@ -88,11 +90,17 @@ def _build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--need-states", help="need-state map: file, folder or glob (overrides)")
     cluster.add_argument(
         "--external",
-        action="append",
-        help="external features source (repeatable; overrides RAW_DIR/external_sales.parquet)",
+        nargs="+",
+        action="extend",
+        metavar="SOURCE",
+        help="external feature sources, joined on STORE_NBR (one or more files, folders or "
+        "globs; overrides RAW_DIR/external_sales.parquet)",
     )
     cluster.add_argument(
-        "--out", type=Path, help="output folder (default: the environment's paths.exports_dir)"
+        "--out",
+        type=Path,
+        help="folder for the exports and the DuckDB file (default: the environment's "
+        "paths.exports_dir and paths.duckdb_path)",
     )
     cluster.add_argument("--params", type=Path, help="YAML or JSON file of pipeline parameters")
     cluster.add_argument("--workers", type=int, help="processes for per-category work")
@@ -173,7 +181,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _generate_data(args: argparse.Namespace) -> int:
-    from clustering.io.sample_data import write_sample_data
+    from clustering.sample.files import write_sample_data
 
     report = write_sample_data(
         args.out,
@@ -193,35 +201,28 @@ def _generate_data(args: argparse.Namespace) -> int:
 
 
 def _cluster(args: argparse.Namespace) -> int:
-    from clustering.infra.config import load_config
+    from clustering.cli.run import run_in_memory
     from clustering.infra.params_file import read_params_file
-    from clustering.io.local_run import run_local
 
-    overrides: dict[str, object] = {}
+    paths: dict[str, object] = {}
     if args.raw_dir is not None:
-        overrides["paths"] = {"raw_dir": str(args.raw_dir)}
+        paths["raw_dir"] = str(args.raw_dir)
+    if args.sales:
+        paths["internal_sales"] = args.sales
+    if args.need_states:
+        paths["need_states"] = args.need_states
+    if args.external:
+        paths["external"] = list(args.external)
+    if args.out is not None:
+        paths["exports_dir"] = str(args.out)
+        paths["duckdb_path"] = str(Path(args.out) / f"clustering_{args.env}.duckdb")
     params: dict[str, object] = read_params_file(args.params) if args.params else {}
     if args.workers is not None:
         if args.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {args.workers}.")
         params = {**params, "workers": args.workers}
-    if params:
-        overrides["params"] = params
-    config = load_config(args.env, overrides=overrides or None)
-    paths = config.paths
-    started = time.perf_counter()
-    outcome = run_local(
-        args.sales or paths.internal_sales,
-        args.need_states or paths.need_states,
-        args.external or paths.external,
-        args.out or paths.exports_dir,
-        config.params,
-        progress=_say,
-    )
-    _say("")
-    _say(outcome.describe())
-    _say(f"Finished in {time.perf_counter() - started:.1f} s.")
-    return EXIT_OK
+    overrides = {key: value for key, value in (("paths", paths), ("params", params)) if value}
+    return run_in_memory(args.env, overrides)
 
 
 def _run(args: argparse.Namespace) -> int:

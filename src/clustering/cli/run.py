@@ -170,6 +170,32 @@ def jobs_command(
 # -- run -------------------------------------------------------------------------------------
 
 
+def run_in_memory(
+    env: str,
+    overrides: Mapping[str, object],
+    *,
+    out: Printer = _say,
+    err: Printer = _complain,
+) -> int:
+    """``full_pipeline_job`` in this process on a throwaway Dagster instance (``cluster``).
+
+    The same assets and checks as every other way of running the pipeline, with ``overrides``
+    layered over the environment's configuration; nothing is recorded in the run history.
+    """
+    import dagster as dg
+
+    from clustering.dagster.definitions import create_definitions
+
+    try:
+        job = create_definitions(env, overrides=overrides).resolve_job_def("full_pipeline_job")
+        tags = parse_tags({"clustering/trigger": "cluster"}, env)
+    except ConfigError as exc:
+        err(f"error: {exc}")
+        return EXIT_USAGE
+    with dg.DagsterInstance.ephemeral() as instance:
+        return _execute(job, instance, None, tags, out=out, err=err)
+
+
 def run_job(
     job_name: str,
     env: str,
@@ -221,7 +247,7 @@ def _open_instance(home: Path) -> dg.DagsterInstance:
 def _execute(
     job: dg.JobDefinition,
     instance: dg.DagsterInstance,
-    home: Path,
+    home: Path | None,
     tags: Mapping[str, str],
     *,
     out: Printer,
@@ -260,16 +286,15 @@ def _execute(
     except dg.DagsterInvalidConfigError as exc:
         problems = "; ".join(error.message for error in exc.errors) or _first_line(str(exc))
         raise ConfigError(f"job {job.name} has invalid run config: {problems}") from exc
-    finally:
-        _release_pool_slots(instance, run_id)
     elapsed = time.perf_counter() - started
 
     run = instance.get_run_by_id(run_id)
     status = run.status.value if run is not None else ("SUCCESS" if result.success else "FAILURE")
     for line in report.summary(run_id, status, elapsed):
         out(line)
-    quoted = shlex.quote(str(home))
-    out(f"Run history: {home} (UI: DAGSTER_HOME={quoted} dagster dev -m {DEFINITIONS_MODULE})")
+    if home is not None:
+        quoted = shlex.quote(str(home))
+        out(f"Run history: {home} (UI: DAGSTER_HOME={quoted} dagster dev -m {DEFINITIONS_MODULE})")
     if display_errors:
         err(f"warning: some progress lines could not be shown: {display_errors[0]!r}")
     return EXIT_OK if result.success else EXIT_FAILED
@@ -292,17 +317,6 @@ def _quiet_console_config(job: dg.JobDefinition) -> dict[str, Any] | None:
     loggers = dict(base.get("loggers") or {})
     loggers["console"] = {"config": {"log_level": "CRITICAL"}}
     return {**base, "loggers": loggers}
-
-
-def _release_pool_slots(instance: dg.DagsterInstance, run_id: str) -> None:
-    """Free any concurrency-pool slot the run still holds.
-
-    A finished step frees its slot itself; this covers a run that ended abnormally, whose held
-    slot would otherwise block every later DuckDB writer in the ``duckdb_writes`` pool.
-    """
-    storage = instance.event_log_storage
-    if storage.supports_global_concurrency_limits:
-        storage.free_concurrency_slots_for_run(run_id)
 
 
 def _step_width(job: dg.JobDefinition) -> int:

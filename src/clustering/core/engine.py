@@ -1,7 +1,8 @@
-"""The clustering engine: features → k selection → profiles, per category in parallel, then merging.
+"""Per-category work: features → k → clusters → profiles, run for every category in parallel.
 
 Everything after the raw-sales aggregation is small (stores × features), so it runs here in
-pandas/scikit-learn. Categories are independent and run in separate processes, one thread each.
+pandas/scikit-learn. Categories are independent and run in separate processes, one thread each
+(k-means on two OpenMP threads was measured 2-2.7× slower than on one on a 2-core machine).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -17,8 +18,7 @@ import pandas as pd
 
 from clustering.core.clustering import ClusterResult, choose_k
 from clustering.core.features import FeatureMatrix, engineer_features
-from clustering.core.merging import FINAL_COLUMNS, MergeSummary, merge_category
-from clustering.core.params import ClusteringParams, FeatureParams, MergingParams
+from clustering.core.params import ClusteringParams, FeatureParams
 from clustering.core.profiles import ClusterProfiles, describe_clusters
 
 Progress = Callable[[str], None]
@@ -65,11 +65,11 @@ def map_categories(
     items: Mapping[str, T],
     *args: object,
     workers: int | None = None,
-    progress: Progress | None = None,
-    describe: Callable[[str, R], str] | None = None,
+    progress: Callable[[str, R], None] | None = None,
 ) -> dict[str, R]:
     """``function(name, item, *args)`` for every category, in parallel processes; sorted by name.
 
+    ``progress(name, result)`` is called as each category finishes, in the order they finish.
     ``function`` must be importable by name (a module-level function). With more than one worker
     the pool's processes are started by a fork server: forking a process that already ran OpenMP
     or DuckDB threads can hang the child.
@@ -81,8 +81,7 @@ def map_categories(
     def report(name: str, value: R) -> None:
         results[name] = value
         if progress is not None:
-            detail = f": {describe(name, value)}" if describe else f": {name}"
-            progress(f"{len(results)}/{len(names)}{detail}")
+            progress(name, value)
 
     if n_workers == 1:
         for name in names:
@@ -90,9 +89,9 @@ def map_categories(
     else:
         context = multiprocessing.get_context("forkserver")
         with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
-            futures = {name: pool.submit(function, name, items[name], *args) for name in names}
-            for name, future in futures.items():
-                report(name, future.result())
+            futures = {pool.submit(function, name, items[name], *args): name for name in names}
+            for future in as_completed(futures):
+                report(futures[future], future.result())
     return {name: results[name] for name in names}
 
 
@@ -101,63 +100,3 @@ def describe_result(name: str, result: ClusterResult | ClusteredSet) -> str:
     cluster_result = result.result if isinstance(result, ClusteredSet) else result
     note = f" ({cluster_result.fallback})" if cluster_result.fallback else ""
     return f"{name} k={cluster_result.k}{note}"
-
-
-def cluster_categories(
-    tables: Mapping[str, pd.DataFrame],
-    feature_params: FeatureParams,
-    clustering_params: ClusteringParams,
-    *,
-    workers: int | None = None,
-    progress: Progress | None = None,
-) -> dict[str, ClusteredSet]:
-    """Features, k selection and profiles for every category's table, in parallel."""
-    return map_categories(
-        cluster_feature_table,
-        tables,
-        feature_params,
-        clustering_params,
-        workers=workers,
-        progress=progress,
-        describe=describe_result,
-    )
-
-
-def choose_k_named(name: str, matrix: pd.DataFrame, params: ClusteringParams) -> ClusterResult:
-    """:func:`choose_k` with the category name first, for :func:`map_categories`."""
-    return choose_k(matrix, params)
-
-
-def merge_all(
-    internal_labels: Mapping[str, pd.Series],
-    internal_matrices: Mapping[str, pd.DataFrame],
-    external_labels: pd.Series | None,
-    external_matrix: pd.DataFrame | None,
-    params: MergingParams,
-) -> tuple[pd.DataFrame, list[MergeSummary]]:
-    """The final table (one row per store × category) and a merge summary per category.
-
-    Labels and matrices are indexed by ``STORE_NBR``; the external ones cover every store with
-    external features, or are None when there are none.
-    """
-    if external_labels is None or external_matrix is None:
-        external_labels = pd.Series(dtype="Int64")
-        external_matrix = pd.DataFrame()
-    frames = []
-    summaries = []
-    for category in sorted(internal_labels):
-        frame, summary = merge_category(
-            category,
-            internal_labels[category],
-            external_labels,
-            internal_matrices[category],
-            external_matrix,
-            params,
-        )
-        frames.append(frame)
-        summaries.append(summary)
-    if not frames:
-        return pd.DataFrame(columns=FINAL_COLUMNS), summaries
-    final = pd.concat(frames, ignore_index=True)
-    final["EXTERNAL_CLUSTER"] = final["EXTERNAL_CLUSTER"].astype("Int64")
-    return final, summaries

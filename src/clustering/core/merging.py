@@ -29,6 +29,7 @@ size check; otherwise every final cluster reaches the minimum size.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -344,3 +345,38 @@ def _own_label(
     # An unsplit internal cluster moves nobody; in a split one a store stays when its external
     # cluster is one of its part's.
     return final.where(pd.Series(members, index=final.index), final + "*")
+
+
+def merge_categories(
+    internal_labels: Mapping[str, pd.Series],
+    internal_matrices: Mapping[str, pd.DataFrame],
+    external_labels: pd.Series | None,
+    external_matrix: pd.DataFrame | None,
+    params: MergingParams,
+) -> tuple[pd.DataFrame, list[MergeSummary]]:
+    """The final table (one row per store × category) and a merge summary per category.
+
+    Labels and matrices are indexed by ``STORE_NBR``; the external ones cover every store with
+    external features, or are None when there are none.
+    """
+    if external_labels is None or external_matrix is None:
+        external_labels = pd.Series(dtype="Int64")
+        external_matrix = pd.DataFrame()
+    frames = []
+    summaries = []
+    for category in sorted(internal_labels):
+        frame, summary = merge_category(
+            category,
+            internal_labels[category],
+            external_labels,
+            internal_matrices[category],
+            external_matrix,
+            params,
+        )
+        frames.append(frame)
+        summaries.append(summary)
+    if not frames:
+        return pd.DataFrame(columns=FINAL_COLUMNS), summaries
+    final = pd.concat(frames, ignore_index=True)
+    final["EXTERNAL_CLUSTER"] = final["EXTERNAL_CLUSTER"].astype("Int64")
+    return final, summaries

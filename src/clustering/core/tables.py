@@ -1,9 +1,9 @@
-"""Tidy tables for each stage's results, and their way back into per-category objects.
+"""The stored shape of each stage: tidy tables keyed by ``CATEGORY`` and ``STORE_NBR``.
 
-The orchestrated pipeline stores every stage as a table (one schema per asset group in the
-warehouse) so a user can query it; these functions convert between those tables and the
-per-category frames the algorithms work on. Every table carries ``CATEGORY`` and, where it
-describes stores, ``STORE_NBR``: rows are always re-joined by key.
+Shares, features, assignments and the final table are long tables (one row per store and
+category, or per store, category and feature), because categories have different need states.
+A step turns its input into per-category frames once, works on those, and writes long tables
+once: nothing converts back and forth. Rows are always re-joined by key, never by position.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from clustering.core.clustering import K_CURVE_COLUMNS, ClusterResult
-from clustering.core.features import FeatureMatrix
-from clustering.core.profiles import ClusterProfiles, describe_clusters
+from clustering.core.clustering import K_CURVE_COLUMNS
+from clustering.core.engine import ClusteredSet
 
 FEATURE_COLUMNS = ["CATEGORY", "STORE_NBR", "FEATURE", "VALUE", "OUTLIER"]
 ASSIGNMENT_COLUMNS = ["CATEGORY", "STORE_NBR", "CLUSTER"]
@@ -33,31 +32,103 @@ PROFILE_COLUMNS = [
     "Z_DIFF",
 ]
 
-
-def _melt(frame: pd.DataFrame, key: str, value: str) -> pd.DataFrame:
-    """Long form of a frame indexed by ``key``: key, FEATURE, value."""
-    columns = [str(c) for c in frame.columns]
-    flat = frame.set_axis(columns, axis=1).reset_index()
-    return flat.melt(id_vars=key, value_vars=columns, var_name="FEATURE", value_name=value)
+EXTERNAL_SET = "EXTERNAL"
+"""Name under which the external features are clustered (one set for all categories)."""
 
 
-def wide_table(frames: Mapping[str, pd.DataFrame], value: str = "VALUE") -> pd.DataFrame:
-    """Stack per-category wide frames (index STORE_NBR) into CATEGORY, STORE_NBR, FEATURE, value."""
-    parts = []
-    for category, frame in sorted(frames.items()):
-        part = _melt(frame.rename_axis("STORE_NBR"), "STORE_NBR", value)
-        part.insert(0, "CATEGORY", category)
-        parts.append(part)
+def _long(frame: pd.DataFrame, key: str, category: str) -> pd.DataFrame:
+    """``frame`` (index ``key``, one column per feature) as CATEGORY, key, FEATURE, VALUE."""
+    values = frame.to_numpy(dtype=float)
+    rows, columns = values.shape
+    return pd.DataFrame(
+        {
+            "CATEGORY": category,
+            key: np.repeat(frame.index.to_numpy(), columns),
+            "FEATURE": np.tile(np.array([str(c) for c in frame.columns], dtype=object), rows),
+            "VALUE": values.reshape(-1),
+        }
+    )
+
+
+def _stack(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     if not parts:
-        return pd.DataFrame(columns=["CATEGORY", "STORE_NBR", "FEATURE", value])
-    table = pd.concat(parts, ignore_index=True)
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True)[columns]
+
+
+def feature_table(clustered: Mapping[str, ClusteredSet]) -> pd.DataFrame:
+    """The clustering input per category, with each store's outlier flag."""
+    parts = []
+    for name, item in sorted(clustered.items()):
+        part = _long(item.features.matrix, "STORE_NBR", name)
+        flagged = item.features.outliers.reindex(item.features.matrix.index).to_numpy(dtype=bool)
+        part["OUTLIER"] = np.repeat(flagged, item.features.matrix.shape[1])
+        parts.append(part)
+    table = _stack(parts, FEATURE_COLUMNS)
     table["STORE_NBR"] = table["STORE_NBR"].astype(np.int64)
-    table["FEATURE"] = table["FEATURE"].astype(str)
     return table
 
 
+def model_table(clustered: Mapping[str, ClusteredSet]) -> pd.DataFrame:
+    """Every k tried per category with its metrics, the chosen one flagged, and any fallback."""
+    parts = [
+        item.result.k_curve.assign(CATEGORY=name, FALLBACK=item.result.fallback or "")
+        for name, item in sorted(clustered.items())
+    ]
+    table = _stack(parts, MODEL_COLUMNS)
+    table["chosen"] = table["chosen"].astype(bool)
+    table["admissible"] = table["admissible"].astype(bool)
+    return table.sort_values(["CATEGORY", "k"], kind="stable").reset_index(drop=True)
+
+
+def chosen_models(models: pd.DataFrame) -> pd.DataFrame:
+    """One row per category: the chosen k and its metrics."""
+    return models[models["chosen"]].set_index("CATEGORY")
+
+
+def assignment_table(clustered: Mapping[str, ClusteredSet]) -> pd.DataFrame:
+    """CATEGORY, STORE_NBR, CLUSTER for every store of every category."""
+    parts = [
+        pd.DataFrame(
+            {
+                "CATEGORY": name,
+                "STORE_NBR": item.labels.index.to_numpy(dtype=np.int64),
+                "CLUSTER": item.labels.to_numpy(dtype=np.int64),
+            }
+        )
+        for name, item in sorted(clustered.items())
+    ]
+    return _stack(parts, ASSIGNMENT_COLUMNS)
+
+
+def centroid_table(clustered: Mapping[str, ClusteredSet]) -> pd.DataFrame:
+    """Cluster centroids in the clustering space: CATEGORY, CLUSTER, FEATURE, VALUE."""
+    parts = [
+        _long(item.result.centroids, "CLUSTER", name) for name, item in sorted(clustered.items())
+    ]
+    return _stack(parts, CENTROID_COLUMNS)
+
+
+def profile_table(clustered: Mapping[str, ClusteredSet]) -> pd.DataFrame:
+    """Each cluster's profile in original units, with its size and generated label."""
+    parts = []
+    for name, item in sorted(clustered.items()):
+        summary = item.profiles.summary[["CLUSTER", "STORES", "LABEL"]]
+        parts.append(item.profiles.profile.merge(summary, on="CLUSTER").assign(CATEGORY=name))
+    return _stack(parts, PROFILE_COLUMNS)
+
+
+def cluster_labels_table(profiles: pd.DataFrame) -> pd.DataFrame:
+    """One row per category × cluster: STORES and LABEL (from :func:`profile_table`)."""
+    return (
+        profiles[["CATEGORY", "CLUSTER", "STORES", "LABEL"]]
+        .drop_duplicates(["CATEGORY", "CLUSTER"])
+        .reset_index(drop=True)
+    )
+
+
 def frames_from_table(table: pd.DataFrame, value: str = "VALUE") -> dict[str, pd.DataFrame]:
-    """Inverse of :func:`wide_table`: per category a frame indexed by STORE_NBR, sorted.
+    """Per category the wide frame (index STORE_NBR, one column per FEATURE) of a long table.
 
     Columns keep the order in which they first appear for the category.
     """
@@ -71,50 +142,6 @@ def frames_from_table(table: pd.DataFrame, value: str = "VALUE") -> dict[str, pd
     return frames
 
 
-def feature_table(features: Mapping[str, FeatureMatrix]) -> pd.DataFrame:
-    """The clustering input per category as a table (with each store's outlier flag)."""
-    table = wide_table({name: fm.matrix for name, fm in features.items()})
-    flags = {
-        (name, int(store)) for name, fm in features.items() for store in fm.report.outlier_stores
-    }
-    keys = zip(table["CATEGORY"], table["STORE_NBR"], strict=True)
-    table["OUTLIER"] = [(category, int(store)) in flags for category, store in keys]
-    return table[FEATURE_COLUMNS]
-
-
-def model_table(results: Mapping[str, ClusterResult]) -> pd.DataFrame:
-    """Every k tried per category with its metrics, the chosen one flagged, and any fallback."""
-    parts = [
-        result.k_curve.assign(CATEGORY=name, FALLBACK=result.fallback or "")
-        for name, result in sorted(results.items())
-    ]
-    if not parts:
-        return pd.DataFrame(columns=MODEL_COLUMNS)
-    table = pd.concat(parts, ignore_index=True)
-    table["chosen"] = table["chosen"].astype(bool)
-    table["admissible"] = table["admissible"].astype(bool)
-    return table[MODEL_COLUMNS].sort_values(["CATEGORY", "k"], kind="stable").reset_index(drop=True)
-
-
-def chosen_models(models: pd.DataFrame) -> pd.DataFrame:
-    """One row per category: the chosen k and its metrics."""
-    return models[models["chosen"]].set_index("CATEGORY")
-
-
-def assignment_table(results: Mapping[str, ClusterResult]) -> pd.DataFrame:
-    """CATEGORY, STORE_NBR, CLUSTER for every store of every category."""
-    parts = [
-        result.labels.rename("CLUSTER").rename_axis("STORE_NBR").reset_index().assign(CATEGORY=name)
-        for name, result in sorted(results.items())
-    ]
-    if not parts:
-        return pd.DataFrame(columns=ASSIGNMENT_COLUMNS)
-    table = pd.concat(parts, ignore_index=True)
-    table["STORE_NBR"] = table["STORE_NBR"].astype(np.int64)
-    table["CLUSTER"] = table["CLUSTER"].astype(np.int64)
-    return table[ASSIGNMENT_COLUMNS]
-
-
 def labels_from_table(assignments: pd.DataFrame) -> dict[str, pd.Series]:
     """Per category the CLUSTER of each store, indexed by STORE_NBR (sorted)."""
     return {
@@ -123,54 +150,20 @@ def labels_from_table(assignments: pd.DataFrame) -> dict[str, pd.Series]:
     }
 
 
-def centroid_table(results: Mapping[str, ClusterResult]) -> pd.DataFrame:
-    """Cluster centroids in the clustering space: CATEGORY, CLUSTER, FEATURE, VALUE."""
-    parts = []
-    for name, result in sorted(results.items()):
-        centroids = result.centroids.rename_axis("CLUSTER")
-        parts.append(_melt(centroids, "CLUSTER", "VALUE").assign(CATEGORY=name))
-    if not parts:
-        return pd.DataFrame(columns=CENTROID_COLUMNS)
-    table = pd.concat(parts, ignore_index=True)
-    table["FEATURE"] = table["FEATURE"].astype(str)
-    return table[CENTROID_COLUMNS]
-
-
-def profile_table(
-    originals: Mapping[str, pd.DataFrame], labels: Mapping[str, pd.Series]
-) -> pd.DataFrame:
-    """Each cluster's profile in original units, with its size and generated label."""
-    parts = []
-    for name in sorted(labels):
-        profiles: ClusterProfiles = describe_clusters(originals[name], labels[name])
-        summary = profiles.summary[["CLUSTER", "STORES", "LABEL"]]
-        parts.append(profiles.profile.merge(summary, on="CLUSTER").assign(CATEGORY=name))
-    if not parts:
-        return pd.DataFrame(columns=PROFILE_COLUMNS)
-    return pd.concat(parts, ignore_index=True)[PROFILE_COLUMNS]
-
-
-def cluster_labels_table(profiles: pd.DataFrame) -> pd.DataFrame:
-    """One row per category × cluster: STORES and LABEL (from :func:`profile_table`)."""
-    return (
-        profiles[["CATEGORY", "CLUSTER", "STORES", "LABEL"]]
-        .drop_duplicates(["CATEGORY", "CLUSTER"])
-        .reset_index(drop=True)
-    )
-
-
-EXTERNAL_SET = "EXTERNAL"
-"""Name under which the external features are clustered (one set for all categories)."""
-
-
 def external_frames(features: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The external feature table (STORE_NBR + numeric columns) as the one set to cluster."""
     return {EXTERNAL_SET: features.set_index("STORE_NBR").sort_index().astype(float)}
 
 
-def stores_by_set(frames: Mapping[str, pd.DataFrame]) -> dict[str, set[int]]:
-    """The stores of each category (or set), for completeness checks."""
-    return {name: {int(s) for s in frame.index} for name, frame in frames.items()}
+def stores_by_category(table: pd.DataFrame) -> dict[str, set[int]]:
+    """The stores of each category of a long table (``CATEGORY``, ``STORE_NBR`` columns); a table
+    without ``CATEGORY`` is the one external set."""
+    if "CATEGORY" not in table.columns:
+        return {EXTERNAL_SET: {int(s) for s in table["STORE_NBR"]}}
+    return {
+        str(category): {int(s) for s in group.unique()}
+        for category, group in table.groupby("CATEGORY", sort=True)["STORE_NBR"]
+    }
 
 
 def missing_or_extra_stores(
@@ -180,8 +173,9 @@ def missing_or_extra_stores(
     unexpectedly (first 10 of each); empty when every store has exactly one row."""
     problems: dict[str, dict[str, list[int]]] = {}
     duplicated = assignments[assignments.duplicated(["CATEGORY", "STORE_NBR"], keep=False)]
-    for name in sorted(set(expected) | set(assignments["CATEGORY"].astype(str))):
-        found = set(assignments.loc[assignments["CATEGORY"] == name, "STORE_NBR"].astype(int))
+    found_by = stores_by_category(assignments) if len(assignments) else {}
+    for name in sorted(set(expected) | set(found_by)):
+        found = found_by.get(name, set())
         wanted = expected.get(name, set())
         issue = {
             "missing": sorted(wanted - found)[:10],

@@ -1,31 +1,25 @@
 """Sensor and schedule state in the project's Dagster instance, without a running webserver.
 
-Loads the definitions as a code location (the way ``dagster sensor …`` does), reads and changes
-the stored running/stopped state, and evaluates a sensor tick without launching anything. The
-daemon started by ``python -m clustering ui`` (or ``daemon``) acts on the stored state.
+Only Dagster's public interfaces: the definitions and the instance's stored instigator state
+(``DagsterInstance.all_instigator_state``) for ``list`` and ``preview``; Dagster's own command
+line (``dagster sensor start|stop``, ``dagster schedule start|stop``) to change the state, with
+the same code location the daemon started by ``python -m clustering ui`` (or ``daemon``) uses.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import subprocess
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import dagster as dg
-from dagster._cli.workspace.cli_target import (
-    get_code_location_from_workspace,
-    get_remote_repository_from_code_location,
-    get_workspace_from_cli_opts,
-)
-from dagster._core.definitions.run_request import InstigatorType
-from dagster_shared.cli import WorkspaceOpts
 
-from clustering.core.errors import ConfigError
+from clustering.core.errors import ClusteringError, ConfigError
 from clustering.infra.instance import ensure_dagster_home
-from clustering.infra.instance_storage import open_instance
 
 DEFINITIONS_MODULE = "clustering.dagster.definitions"
 Kind = Literal["sensor", "schedule"]
@@ -42,43 +36,21 @@ class InstigatorInfo:
     detail: str = ""
 
 
-@dataclass
-class _Location:
-    instance: dg.DagsterInstance
-    location: Any
-    repository: Any
+def _definitions(env: str, root: Path) -> dg.Definitions:
+    from clustering.dagster.definitions import create_definitions
+
+    return create_definitions(env, project_root=root)
 
 
-@contextmanager
-def _open(env: str, project_root: Path | None) -> Iterator[_Location]:
-    root = (project_root or Path.cwd()).resolve()
-    home = ensure_dagster_home(root, env=env)
-    # The code location is a subprocess that builds `defs` for $CLUSTERING_ENV.
-    os.environ["CLUSTERING_ENV"] = env
-    options = WorkspaceOpts(module_name=[DEFINITIONS_MODULE], working_directory=str(root))
-    with (
-        open_instance(home) as instance,
-        get_workspace_from_cli_opts(
-            instance, dg.__version__, options, log_level="warning"
-        ) as workspace,
-    ):
-        location = get_code_location_from_workspace(workspace, None)
-        repository = get_remote_repository_from_code_location(location, None)
-        yield _Location(instance, location, repository)
-
-
-def _items(opened: _Location, kind: Kind) -> list[Any]:
-    repo = opened.repository
-    return list(repo.get_sensors() if kind == "sensor" else repo.get_schedules())
-
-
-def _stored(opened: _Location, kind: Kind) -> dict[str, Any]:
-    repo = opened.repository
-    instigator = InstigatorType.SENSOR if kind == "sensor" else InstigatorType.SCHEDULE
-    states = opened.instance.all_instigator_state(
-        repo.get_remote_origin_id(), repo.selector_id, instigator_type=instigator
-    )
-    return {state.instigator_origin_id: state for state in states}
+def _instigators(
+    defs: dg.Definitions, kind: Kind
+) -> dict[str, dg.SensorDefinition | dg.ScheduleDefinition]:
+    items: list[dg.SensorDefinition | dg.ScheduleDefinition] = []
+    if kind == "sensor":
+        items += list(defs.sensors or [])
+    else:
+        items += [s for s in defs.schedules or [] if isinstance(s, dg.ScheduleDefinition)]
+    return {item.name: item for item in items}
 
 
 def resolve_names(kind: Kind, requested: Sequence[str], known: Sequence[str]) -> list[str]:
@@ -97,83 +69,121 @@ def resolve_names(kind: Kind, requested: Sequence[str], known: Sequence[str]) ->
     return names
 
 
-def _target(item: Any) -> str:
-    job = getattr(item, "job_name", None)
-    if job:
-        return str(job)
-    targets = getattr(item, "sensor_targets", None) or getattr(item, "target_dict", None)
-    if targets:
-        return ", ".join(sorted(str(t) for t in targets))
-    return "(reacts to runs)"
+def _stored_states(instance: dg.DagsterInstance, kind: Kind) -> dict[str, object]:
+    """The instance's stored state per sensor (or schedule) name; RUNNING wins when several
+    code locations stored one under the same name."""
+    states: dict[str, object] = {}
+    for state in instance.all_instigator_state():
+        if str(getattr(state.instigator_type, "value", "")).lower() != kind:
+            continue
+        name = state.instigator_name
+        if name not in states or _status_of(state) == "RUNNING":
+            states[name] = state
+    return states
+
+
+def _status_of(state: object) -> str:
+    return str(getattr(getattr(state, "status", None), "value", ""))
+
+
+def _target(item: dg.SensorDefinition | dg.ScheduleDefinition) -> str:
+    if isinstance(item, dg.ScheduleDefinition):
+        return item.job_name
+    if not item.has_jobs:
+        return "(reacts to runs)"
+    return ", ".join(sorted(job.name for job in item.jobs))
 
 
 def list_instigators(
     kind: Kind, env: str, project_root: Path | None = None
 ) -> list[InstigatorInfo]:
-    """Every sensor or schedule with its stored status and target."""
-    with _open(env, project_root) as opened:
-        stored = _stored(opened, kind)
-        rows = []
-        for item in _items(opened, kind):
-            state = item.get_current_instigator_state(stored.get(item.get_remote_origin_id()))
-            detail = f"{item.cron_schedule} {item.execution_timezone}" if kind == "schedule" else ""
-            status = "RUNNING" if state.is_running else "STOPPED"
-            rows.append(InstigatorInfo(item.name, status, _target(item), detail))
-        return sorted(rows, key=lambda row: row.name)
+    """Every sensor or schedule with its stored status (or its default) and target."""
+    root = (project_root or Path.cwd()).resolve()
+    defs = _definitions(env, root)
+    ensure_dagster_home(root, env=env)
+    with dg.DagsterInstance.get() as instance:
+        stored = _stored_states(instance, kind)
+    rows = []
+    for name, item in sorted(_instigators(defs, kind).items()):
+        status = _status_of(stored.get(name))
+        if status not in ("RUNNING", "STOPPED"):  # never changed: the definition's default
+            status = "RUNNING" if item.default_status.value == "RUNNING" else "STOPPED"
+        detail = ""
+        if isinstance(item, dg.ScheduleDefinition):
+            detail = f"{item.cron_schedule} {item.execution_timezone or 'UTC'}"
+        rows.append(InstigatorInfo(name, status, _target(item), detail))
+    return rows
 
 
 def set_running(
     kind: Kind, names: Sequence[str], running: bool, env: str, project_root: Path | None = None
 ) -> list[str]:
-    """Start (``running``) or stop the named sensors or schedules (all when none); their names."""
-    with _open(env, project_root) as opened:
-        items = {item.name: item for item in _items(opened, kind)}
-        chosen = resolve_names(kind, names, list(items))
-        instance = opened.instance
-        for name in chosen:
-            item = items[name]
-            if kind == "sensor":
-                if running:
-                    instance.start_sensor(item)
-                else:
-                    instance.stop_sensor(item.get_remote_origin_id(), item.selector_id, item)
-            elif running:
-                instance.start_schedule(item)
-            else:
-                instance.stop_schedule(item.get_remote_origin_id(), item.selector_id, item)
-        return chosen
+    """Start (``running``) or stop the named sensors or schedules (all when none); their names.
+
+    Runs ``dagster sensor|schedule start|stop`` on the same code location as the daemon.
+    """
+    root = (project_root or Path.cwd()).resolve()
+    chosen = resolve_names(kind, names, list(_instigators(_definitions(env, root), kind)))
+    ensure_dagster_home(root, env=env)
+    for name in chosen:
+        _dagster_cli(kind, "start" if running else "stop", name, env, root)
+    return chosen
+
+
+def _dagster_cli(kind: Kind, action: str, name: str, env: str, root: Path) -> None:
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster), kind, action, name, "-m", DEFINITIONS_MODULE, "-d", str(root)]
+    result = subprocess.run(
+        command,
+        cwd=root,
+        env={**os.environ, "CLUSTERING_ENV": env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        reason = lines[-1].strip() if lines else f"exit status {result.returncode}"
+        raise ClusteringError(f"dagster {kind} {action} {name} failed: {reason}")
 
 
 def preview_sensor(name: str, env: str, project_root: Path | None = None) -> list[str]:
     """What one tick of the sensor would do now, from its stored cursor, without launching."""
-    with _open(env, project_root) as opened:
-        items = {item.name: item for item in _items(opened, "sensor")}
-        full = resolve_names("sensor", [name], list(items))[0]
-        sensor = items[full]
-        state = _stored(opened, "sensor").get(sensor.get_remote_origin_id())
-        data = getattr(state, "instigator_data", None)
-        cursor = getattr(data, "cursor", None)
+    root = (project_root or Path.cwd()).resolve()
+    defs = _definitions(env, root)
+    sensors = _instigators(defs, "sensor")
+    full = resolve_names("sensor", [name], list(sensors))[0]
+    sensor = sensors[full]
+    if not isinstance(sensor, dg.SensorDefinition) or isinstance(
+        sensor, dg.RunStatusSensorDefinition
+    ):
+        return [f"{full} reacts to finished runs; there is nothing to preview."]
+    ensure_dagster_home(root, env=env)
+    with dg.DagsterInstance.get() as instance:
+        state = _stored_states(instance, "sensor").get(full)
+        cursor = getattr(getattr(state, "instigator_data", None), "cursor", None)
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
         try:
-            result = opened.location.get_sensor_execution_data(
-                opened.instance,
-                opened.repository.handle,
-                full,
-                None,
-                None,
-                cursor,
-                log_key=None,
-                last_sensor_start_time=None,
-            )
-        except Exception as exc:  # the sensor's own error, raised through the code server
+            outcome = sensor(context)
+        except Exception as exc:  # the sensor's own error, shown as it would be in the UI
             message = str(exc).strip().splitlines()
             return [f"{full} failed: {message[-1] if message else type(exc).__name__}"]
-        if not result.run_requests:
-            reason = result.skip_message or "nothing to do"
-            return [f"{full} would skip: {reason}"]
-        lines = [f"{full} would request {len(result.run_requests)} run(s):"]
-        for request in result.run_requests:
-            job = request.job_name or _target(sensor)
-            assets = request.asset_selection or []
-            what = f" ({len(assets)} assets)" if assets else ""
-            lines.append(f"  {job}{what}, run key {request.run_key}")
-        return lines
+    requests = _run_requests(outcome)
+    if not requests:
+        reason = getattr(outcome, "skip_message", None) or "nothing to do"
+        return [f"{full} would skip: {reason}"]
+    lines = [f"{full} would request {len(requests)} run(s):"]
+    for request in requests:
+        job = request.job_name or _target(sensor)
+        assets = request.asset_selection or []
+        what = f" ({len(assets)} assets)" if assets else ""
+        lines.append(f"  {job}{what}, run key {request.run_key}")
+    return lines
+
+
+def _run_requests(outcome: object) -> list[dg.RunRequest]:
+    if isinstance(outcome, dg.SensorResult):
+        return list(outcome.run_requests or [])
+    if isinstance(outcome, dg.RunRequest):
+        return [outcome]
+    return []

@@ -1,23 +1,28 @@
 """Environment configuration: YAML layers merged with OmegaConf, validated once into pydantic.
 
-Layers, later wins: ``base.yml`` < ``<env>.yml`` < ``job_configs/<job>.yml`` < the site file
-named by ``CLUSTERING_CONFIG`` (optional; a deployment's own settings, such as alert channels,
-without editing the package) < overrides (a nested mapping, e.g. from Dagster run config).
-Values may use OmegaConf interpolation: ``${oc.env:VAR,default}`` for the environment and
+Layers, later wins: ``base.yml`` < ``<env>.yml`` < the site file named by ``CLUSTERING_CONFIG``
+(optional; a deployment's own settings, such as alert channels, without editing the package) <
+overrides (a nested mapping, e.g. from the ``cluster`` command's options). Values may use
+OmegaConf interpolation: ``${oc.env:VAR,default}`` for the environment and
 ``${paths.raw_dir}``-style references to other keys; ``${env}`` is the environment name.
 Relative paths are resolved against the project root.
 
-``.env`` and ``.env.<env>`` in the project root are applied to ``os.environ`` for keys the real
-environment does not set (see :func:`_apply_dotenv`): the alert senders and Dagster's ``EnvVar``
-read secrets from the process environment by name, so the files must be visible there too.
+``${oc.env:…}`` reads the process environment over ``.env.<env>`` over ``.env`` in the project
+root; loading never writes ``os.environ``. Commands that start Dagster processes call
+:func:`apply_env_files`, so the alert senders and the instance find secrets kept in those files.
+
+There is no per-job layer: the six jobs run the same stages with the same settings, and a
+change for one run goes in its run config (the Launchpad, or ``ops:`` config).
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -43,14 +48,6 @@ from clustering.core.params import PipelineParams
 
 Environment = Literal["dev", "staging", "prod"]
 ENVIRONMENTS: tuple[str, ...] = get_args(Environment)
-JOB_NAMES: tuple[str, ...] = (
-    "internal_preprocessing_job",
-    "internal_clustering_job",
-    "external_preprocessing_job",
-    "external_clustering_job",
-    "merging_job",
-    "full_pipeline_job",
-)
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[1] / "dagster" / "resources" / "configs"
 
 _ROOT_KEY = "project_root"
@@ -133,7 +130,6 @@ class PathsConfig(_Config):
     external: list[ProjectPattern] = Field(min_length=1)
     outputs_dir: ProjectPath
     duckdb_path: ProjectPath
-    storage_dir: ProjectPath
     exports_dir: ProjectPath
     logs_dir: ProjectPath
 
@@ -248,8 +244,6 @@ class DaskConfig(_Config):
 class DagsterConfig(_Config):
     """Orchestration settings that differ per environment."""
 
-    # DuckDB allows one writer per file; more would only wait on its lock.
-    max_concurrent_duckdb_writes: int = Field(1, ge=1)
     executor: Literal["multiprocess", "in_process", "dask"] = "multiprocess"
     # Per-category work inside a step already uses every core; more steps would compete.
     max_concurrent_steps: int = Field(2, ge=1)
@@ -310,7 +304,6 @@ def redact_url(url: str) -> str:
 
 def load_config(
     env: str,
-    job: str | None = None,
     overrides: Mapping[str, object] | None = None,
     *,
     project_root: Path | None = None,
@@ -318,36 +311,32 @@ def load_config(
 ) -> AppConfig:
     """Load, merge, resolve and validate the configuration of ``env``.
 
-    ``job`` adds ``job_configs/<job>.yml`` when that file exists; ``overrides`` is a nested
-    mapping applied last. Relative paths are resolved against ``project_root`` (default: the
-    working directory), whose ``.env`` and ``.env.<env>`` fill in unset environment variables.
-    Every problem ends in a :class:`ConfigError` with one sentence naming the key.
+    ``overrides`` is a nested mapping applied last. Relative paths are resolved against
+    ``project_root`` (default: the working directory), whose ``.env`` and ``.env.<env>`` fill in
+    environment variables the process does not set. Every problem ends in a
+    :class:`ConfigError` with one sentence naming the key.
     """
     if env not in ENVIRONMENTS:
         raise ConfigError(
             f"unknown environment '{env}'; expected one of: {', '.join(ENVIRONMENTS)}."
         )
-    if job is not None and job not in JOB_NAMES:
-        raise ConfigError(f"unknown job '{job}'; expected one of: {', '.join(JOB_NAMES)}.")
     root = (project_root if project_root is not None else Path.cwd()).resolve()
     folder = config_dir if config_dir is not None else DEFAULT_CONFIG_DIR
+    environ = {**env_file_values(root, env), **os.environ}
 
     layers: list[tuple[str, Mapping[str, object]]] = [
         ("base.yml", _read_yaml(folder, "base.yml")),
         (f"{env}.yml", _read_yaml(folder, f"{env}.yml")),
     ]
-    job_file = f"job_configs/{job}.yml"
-    if job is not None and (folder / job_file).is_file():
-        layers.append((job_file, _read_yaml(folder, job_file)))
-    _apply_dotenv(root, env)  # before the site file: .env may name it
-    site = _site_file(root)
+    site = _site_file(root, environ)  # after the .env files: they may name it
     if site is not None:
         layers.append((f"{SITE_CONFIG_VAR}={site.name}", _read_yaml(site.parent, site.name)))
     if overrides:
         layers.append(("overrides", overrides))
     source = f"config for env '{env}' ({' < '.join(name for name, _ in layers)})"
 
-    resolved = _merge_and_resolve(env, layers, source)
+    with _environment(environ):
+        resolved = _merge_and_resolve(env, layers, source)
     try:
         return AppConfig.model_validate(resolved, context={_ROOT_KEY: root})
     except ValidationError as exc:
@@ -373,9 +362,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _site_file(root: Path) -> Path | None:
+def _site_file(root: Path, environ: Mapping[str, str]) -> Path | None:
     """The file ``$CLUSTERING_CONFIG`` names (relative to ``root``), or None when unset."""
-    value = os.environ.get(SITE_CONFIG_VAR, "").strip()
+    value = environ.get(SITE_CONFIG_VAR, "").strip()
     if not value:
         return None
     path = Path(value).expanduser()
@@ -483,29 +472,61 @@ def _key_needing(config: object, variable: str) -> str | None:
     return walk(OmegaConf.to_container(config, resolve=False), "")
 
 
-# Keys this module wrote into os.environ from .env files, with the value written.
-_dotenv_written: dict[str, str] = {}
-_dotenv_lock = threading.Lock()
+# --- environment variables and .env files ----------------------------------------------------
+
+_ENVIRON: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "clustering_config_environ", default=None
+)
+_NO_DEFAULT = object()
 
 
-def apply_env_files(root: Path, env: str) -> None:
-    """Apply ``root``'s ``.env`` and ``.env.<env>`` without loading the configuration (the
-    Dagster instance's credentials may live there too)."""
-    _apply_dotenv(root, env)
+def _env_resolver(name: str, default: object = _NO_DEFAULT) -> object:
+    """``${oc.env:NAME,default}`` against the mapping being loaded (see :func:`load_config`)."""
+    environ = _ENVIRON.get()
+    source = os.environ if environ is None else environ
+    if name in source:
+        return source[name]
+    if default is not _NO_DEFAULT:
+        return default
+    # OmegaConf wraps this; the message is what _merge_and_resolve looks for.
+    raise KeyError(f"Environment variable '{name}' not found")
 
 
-def _apply_dotenv(root: Path, env: str) -> None:
-    """Put ``.env`` then ``.env.<env>`` values into ``os.environ`` where the real one is unset.
+@contextmanager
+def _environment(environ: Mapping[str, str]) -> Iterator[None]:
+    OmegaConf.register_resolver("oc.env", _env_resolver, replace=True)
+    token = _ENVIRON.set(environ)
+    try:
+        yield
+    finally:
+        _ENVIRON.reset(token)
 
-    ``.env.<env>`` wins over ``.env``; a variable set in the real environment wins over both.
-    Values written by an earlier call (say for staging) are replaced or removed on the next
-    call (say for prod), so one process can load several environments without them mixing.
-    """
+
+def env_file_values(root: Path, env: str) -> dict[str, str]:
+    """``root``'s ``.env`` overlaid by ``.env.<env>`` (missing files are simply empty)."""
     values: dict[str, str] = {}
     for name in (".env", f".env.{env}"):
         path = root / name
         if path.is_file():
             values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    return values
+
+
+# Keys apply_env_files wrote into os.environ, with the value written.
+_dotenv_written: dict[str, str] = {}
+_dotenv_lock = threading.Lock()
+
+
+def apply_env_files(root: Path, env: str) -> None:
+    """Put ``.env`` then ``.env.<env>`` values into ``os.environ`` where the real one is unset.
+
+    Called by the commands that start Dagster processes (``run``, ``ui``, ``daemon``, …), never
+    on import: the alert senders, Dagster's ``EnvVar`` and the instance read secrets from the
+    process environment by name. ``.env.<env>`` wins over ``.env``; a variable set in the real
+    environment wins over both. Values written by an earlier call (say for staging) are
+    replaced or removed on the next (say for prod), so one process never mixes environments.
+    """
+    values = env_file_values(root, env)
     with _dotenv_lock:
         for key, written in list(_dotenv_written.items()):
             if os.environ.get(key) != written:

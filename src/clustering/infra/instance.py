@@ -9,7 +9,7 @@ UI. :func:`ensure_dagster_home` makes sure there is always a real one:
   is (nothing is written into it), a missing one is created with the template below;
 - otherwise the project's own ``dagster_home/`` is used, created on first use together with a
   ``dagster.yaml`` copied from the committed template (SQLite storage, telemetry off, a run queue
-  limit and a concurrency pool limit for DuckDB writers);
+  limit);
 - except for an environment whose ``dagster.instance`` is ``postgres`` (prod; staging on
   request): its instance is ``dagster_home/<env>/``, whose ``dagster.yaml`` comes from the
   PostgreSQL template (see :mod:`clustering.infra.instance_storage`).
@@ -34,11 +34,6 @@ DAGSTER_HOME_VAR = "DAGSTER_HOME"
 
 #: Name of the instance folder under the project root when ``DAGSTER_HOME`` is not set.
 DEFAULT_HOME_DIRNAME = "dagster_home"
-
-#: Concurrency pool for steps that write to the DuckDB file. The instance template limits every
-#: pool without an explicit limit to one step at a time, so declaring ``pool=DUCKDB_WRITES_POOL``
-#: on an asset is all it takes to serialize DuckDB writers across runs.
-DUCKDB_WRITES_POOL = "duckdb_writes"
 
 #: Instance settings file Dagster reads from ``DAGSTER_HOME``.
 INSTANCE_CONFIG_NAME = "dagster.yaml"

@@ -13,6 +13,7 @@ Nothing here prints or talks to an instance, so it can be tested with the events
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -166,6 +167,10 @@ def materialized_from_metadata(asset: str, metadata: Mapping[str, object]) -> Ma
     )
 
 
+#: A step's per-category progress line ("3/20: CANDY/SNACKS k=4"), printed as it comes.
+PROGRESS_LINE = re.compile(r"^\d+/\d+: ")
+
+
 class RunReport:
     """Collects one run's events; see the module docstring.
 
@@ -189,7 +194,9 @@ class RunReport:
         """Record one event; return the lines to print now (often none)."""
         event = entry.dagster_event
         if event is None:
-            return []  # plain log messages: the UI shows them, the terminal does not
+            # Plain log messages: the UI shows them; the terminal shows per-category progress.
+            text = entry.user_message or ""
+            return [f"      {text}"] if PROGRESS_LINE.match(text) else []
         kind = event.event_type
         key = event.step_key or ""
         at = entry.timestamp

@@ -3,8 +3,8 @@
 A DuckDB file accepts one writing process at a time, and a read-write connection held anywhere
 also blocks read-only opens from other processes. dagster-duckdb copes by retrying, which gives
 up after about 100 s when steps overlap. :class:`DuckDBStore` instead serialises every open of
-the file (reads included) with an exclusive ``fcntl.flock`` on ``<file>.lock`` and keeps each
-connection open only for one short operation, so concurrent writers simply queue.
+the file (reads included) with an exclusive file lock on ``<file>.lock`` (``filelock``) and
+keeps each connection open only for one short operation, so concurrent writers simply queue.
 
 Writes are atomic: the frame is loaded into a staging table, then one transaction drops the old
 table and renames the staging table into its place. A failure at any point leaves the previous
@@ -28,19 +28,19 @@ comment on the table, so tables stay plain SQL tables for anybody else reading t
 
 from __future__ import annotations
 
-import fcntl
 import json
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from filelock import FileLock, Timeout
 
 from clustering.core.errors import ClusteringError
 
@@ -383,29 +383,17 @@ class DuckDBStore:
     @contextmanager
     def _locked(self, deadline: float) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # One open file description per acquisition: flock then also excludes other threads
-        # of this process, not only other processes.
-        handle: IO[str] = open(self.lock_path, "a")  # noqa: SIM115 - closed in finally
+        # A new FileLock per acquisition: an flock on its own file description, which also
+        # excludes other threads of this process, not only other processes.
+        lock = FileLock(self.lock_path, timeout=max(deadline - time.monotonic(), 0.0))
         try:
-            delay = _POLL_START_S
-            while True:
-                try:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    # flock has no timeout of its own: poll with a growing pause.
-                    if time.monotonic() >= deadline:
-                        raise self._timeout_error(
-                            "another step or process holds its lock"
-                        ) from None
-                    time.sleep(delay)
-                    delay = min(delay * 2, _POLL_MAX_S)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            lock.acquire(poll_interval=_POLL_START_S)
+        except Timeout:
+            raise self._timeout_error("another step or process holds its lock") from None
+        try:
+            yield
         finally:
-            handle.close()
+            lock.release()
 
     def _open(self, read_only: bool, deadline: float) -> duckdb.DuckDBPyConnection:
         """Open the file, waiting out DuckDB's own lock held by a process that skips ours."""

@@ -45,11 +45,3 @@ def write_json(payload: object, target: Path) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     return target
-
-
-def write_final_table(final: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """``final_store_clusters.parquet`` and ``.csv`` under ``out_dir``."""
-    return [
-        write_frame(final, out_dir / "final_store_clusters.parquet"),
-        write_frame(final, out_dir / "final_store_clusters.csv"),
-    ]

@@ -1,5 +1,5 @@
-"""Every asset and asset check of the pipeline, in four groups: preprocessing,
-internal_clustering, external_clustering and merging."""
+"""Every asset and asset check of the pipeline: the raw inputs (external assets) and four groups
+of assets: preprocessing, internal_clustering, external_clustering and merging."""
 
 from clustering.dagster.assets.clustering import (
     external_clustering_assets,
@@ -7,6 +7,7 @@ from clustering.dagster.assets.clustering import (
 )
 from clustering.dagster.assets.merging import merging_assets
 from clustering.dagster.assets.preprocessing import (
+    RAW_INPUTS,
     external_store_features,
     internal_need_state_sales,
     need_state_map,
@@ -21,4 +22,4 @@ ALL_ASSETS = [
     *merging_assets,
 ]
 
-__all__ = ["ALL_ASSETS"]
+__all__ = ["ALL_ASSETS", "RAW_INPUTS"]

@@ -1,8 +1,9 @@
-"""Clustering assets, built twice: for the internal share matrices and the external features.
+"""Clustering assets, built twice: for the internal need-state shares and the external features.
 
-Each track has the same four data products — features, models (the whole k-curve), assignments
-(with centroids) and profiles — and the same quality checks: every store assigned once, the
-minimum cluster size respected, and a silhouette floor (warning).
+Each track is one step: per category (in parallel processes) features → k → clusters → profiles,
+written as five tables — features, models (the whole k-curve), assignments, centroids and
+profiles — with the same quality checks: every store assigned once, the minimum cluster size
+respected, and silhouette and stability floors (warnings).
 """
 
 from collections.abc import Callable
@@ -11,10 +12,8 @@ from typing import Literal
 import dagster as dg
 import pandas as pd
 
-from clustering.core.engine import choose_k_named, describe_result, map_categories
-from clustering.core.features import engineer_features
+from clustering.core.engine import cluster_feature_table, describe_result, map_categories
 from clustering.core.internal_preprocessing import share_matrices
-from clustering.core.params import ClusteringParams, FeatureParams, PipelineParams
 from clustering.core.plots import cluster_sizes_png, k_curve_png, markdown_image
 from clustering.core.tables import (
     assignment_table,
@@ -23,32 +22,81 @@ from clustering.core.tables import (
     cluster_labels_table,
     external_frames,
     feature_table,
-    frames_from_table,
-    labels_from_table,
     model_table,
     profile_table,
+    stores_by_category,
 )
 from clustering.dagster.assets.common import (
+    OWNERS,
     ClusteringRunConfig,
+    catalogue,
+    category_progress,
     coverage_check,
-    load_settings,
     preview,
     progress_to,
+    size_check,
     store_metadata,
+    table_schema,
 )
-from clustering.dagster.resources.config import ClusteringConfigResource
 from clustering.dagster.resources.logging import LoggerResource
+from clustering.dagster.resources.settings import ClusteringSettings
 
 Kind = Literal["internal", "external"]
 FrameSource = Callable[[pd.DataFrame], dict[str, pd.DataFrame]]
 
-
-def _feature_params(params: PipelineParams, kind: Kind) -> FeatureParams:
-    return params.internal_features if kind == "internal" else params.external_features
-
-
-def _clustering_params(params: PipelineParams, kind: Kind) -> ClusteringParams:
-    return params.internal_clustering if kind == "internal" else params.external_clustering
+_CATEGORY = "string: the category (EXTERNAL for the external features)"
+SCHEMAS = {
+    "features": table_schema(
+        CATEGORY=_CATEGORY,
+        STORE_NBR="int64",
+        FEATURE="string: need state, store feature or principal component",
+        VALUE="float64: in the clustering space (transformed, scaled)",
+        OUTLIER="bool: the store is an outlier in this category (clipped, never dropped)",
+    ),
+    "models": table_schema(
+        CATEGORY=_CATEGORY,
+        k="int64",
+        silhouette="float64: on a sample of at most 2,000 stores",
+        calinski_harabasz="float64",
+        davies_bouldin="float64",
+        inertia="float64",
+        bic="float64: Gaussian mixture with one shared diagonal covariance",
+        smallest_cluster="int64: scaled to all stores",
+        admissible="bool: every cluster reaches min_cluster_size",
+        score="float64: the selection rule's score",
+        stability="float64: mean ARI across resamples (chosen k)",
+        chosen="bool",
+        FALLBACK="string: why k was lowered, if it was",
+    ),
+    "assignments": table_schema(
+        CATEGORY=_CATEGORY, STORE_NBR="int64", CLUSTER="int64: 1 = largest"
+    ),
+    "centroids": table_schema(
+        CATEGORY=_CATEGORY, CLUSTER="int64", FEATURE="string", VALUE="float64"
+    ),
+    "profiles": table_schema(
+        CATEGORY=_CATEGORY,
+        CLUSTER="int64",
+        STORES="int64",
+        LABEL="string: generated name, e.g. high VITAMINS-IMMUNITY, low COLD-FLU",
+        FEATURE="string",
+        CLUSTER_MEAN="float64: in original units (share %, feature unit)",
+        AVERAGE="float64: over all stores of the category",
+        INDEX="float64: 100 = average",
+        Z_DIFF="float64: difference in standard deviations",
+    ),
+}
+DESCRIPTIONS = {
+    "features": "Clustering input per category: imputed, transformed, pruned, scaled (optionally "
+    "PCA) features; outliers flagged, never removed.",
+    "models": "Every k tried per category: silhouette, Calinski-Harabasz, Davies-Bouldin, BIC, "
+    "sizes; the chosen k with its stability and any fallback reason.",
+    "assignments": "The cluster (1..k, largest first) of every store in every category.",
+    "centroids": "Cluster centroids in the clustering space.",
+    "profiles": "Each cluster in original units: mean vs average (index, 100 = average), size "
+    "and a generated label that names it.",
+}
+EXPORTS = {"models": "csv", "profiles": "csv"}
 
 
 def _chosen_k_text(models: pd.DataFrame) -> str:
@@ -64,12 +112,8 @@ def _chosen_k_text(models: pd.DataFrame) -> str:
 
 
 def _chosen_k_markdown(models: pd.DataFrame) -> str:
-    chosen = chosen_models(models)
-    lines = [
-        "| category | k | silhouette | stability | note |",
-        "|---|---|---|---|---|",
-    ]
-    for name, row in chosen.iterrows():
+    lines = ["| category | k | silhouette | stability | note |", "|---|---|---|---|---|"]
+    for name, row in chosen_models(models).iterrows():
         lines.append(
             f"| {name} | {row['k']} | {row['silhouette']:.3f} | {row['stability']:.2f} "
             f"| {row['FALLBACK']} |"
@@ -80,80 +124,65 @@ def _chosen_k_markdown(models: pd.DataFrame) -> str:
 def build_clustering_assets(
     kind: Kind, source: str, to_frames: FrameSource
 ) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
-    """Assets and checks of one clustering track reading the asset ``source``."""
+    """The clustering step of one track reading the asset ``source``, and its checks."""
     group = f"{kind}_clustering"
-    features_key, models_key = f"{kind}_features", f"{kind}_models"
-    assignments_key, centroids_key = f"{kind}_assignments", f"{kind}_centroids"
-    profiles_key = f"{kind}_profiles"
-
-    @dg.asset(
-        name=features_key,
-        group_name=group,
-        ins={"source_table": dg.AssetIn(source)},
-        compute_kind="scikit-learn",
-    )
-    def features_asset(
-        context: dg.AssetExecutionContext,
-        settings: ClusteringConfigResource,
-        source_table: pd.DataFrame,
-    ) -> pd.DataFrame:
-        """Clustering input per category: imputed, pruned, scaled (optionally PCA) features;
-        outliers flagged, never removed."""
-        params = _feature_params(load_settings(settings, context).params, kind)
-        engineered = {
-            name: engineer_features(frame, params)
-            for name, frame in to_frames(source_table).items()
-        }
-        table = feature_table(engineered)
-        reports = {name: fm.report.as_dict() for name, fm in engineered.items()}
-        for report in reports.values():
-            report["outlier_stores"] = len(report["outlier_stores"])  # type: ignore[arg-type]
-        context.add_output_metadata(
-            {
-                **store_metadata(table),
-                "outlier_rows": int(table["OUTLIER"].sum()),
-                "feature_reports": dg.MetadataValue.json(reports),
-            }
-        )
-        return table
+    key = {part: f"{kind}_{part}" for part in SCHEMAS}
 
     @dg.multi_asset(
-        name=f"{kind}_clustering_models",
+        name=f"{kind}_clustering",
         group_name=group,
-        ins={"features": dg.AssetIn(features_key)},
+        ins={"source_table": dg.AssetIn(source)},
         outs={
-            models_key: dg.AssetOut(description="Every k tried per category: metrics, chosen k."),
-            assignments_key: dg.AssetOut(description="The cluster (1..k) of every store."),
-            centroids_key: dg.AssetOut(description="Cluster centroids in the clustering space."),
+            key[part]: dg.AssetOut(
+                description=DESCRIPTIONS[part],
+                metadata=catalogue(SCHEMAS[part], EXPORTS.get(part, "")),
+                kinds={"sklearn", "duckdb"},
+                owners=OWNERS,
+                tags={"stage": "clustering", "track": kind},
+            )
+            for part in SCHEMAS
         },
-        compute_kind="scikit-learn",
     )
-    def models_asset(
+    def clustering_step(
         context: dg.AssetExecutionContext,
-        settings: ClusteringConfigResource,
+        settings: ClusteringSettings,
         logger: LoggerResource,
         config: ClusteringRunConfig,
-        features: pd.DataFrame,
-    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-        """Choose k and cluster every category in parallel processes."""
-        pipeline_params = load_settings(settings, context).params
-        params = config.apply(_clustering_params(pipeline_params, kind))
-        results = map_categories(
-            choose_k_named,
-            frames_from_table(features),
-            params,
-            workers=pipeline_params.workers,
-            progress=progress_to(context, logger.get_logger()),
-            describe=describe_result,
+        source_table: pd.DataFrame,
+    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """Features, k, clusters and profiles for every category, in parallel processes."""
+        params = settings.config.params
+        feature_params = (
+            params.internal_features if kind == "internal" else params.external_features
         )
-        models = model_table(results).assign(
-            MIN_CLUSTER_SIZE=params.min_cluster_size,
-            SILHOUETTE_FLOOR=params.silhouette_floor,
-            STABILITY_FLOOR=params.stability_floor,
-            SELECTION=params.selection,
+        clustering_params = config.apply(
+            params.internal_clustering if kind == "internal" else params.external_clustering
         )
-        assignments = assignment_table(results)
-        centroids = centroid_table(results)
+        frames = to_frames(source_table)
+        report = progress_to(context, logger.get_logger())
+        with category_progress(len(frames), report, describe_result) as finished:
+            clustered = map_categories(
+                cluster_feature_table,
+                frames,
+                feature_params,
+                clustering_params,
+                workers=params.workers,
+                progress=finished,
+            )
+        models = model_table(clustered).assign(
+            MIN_CLUSTER_SIZE=clustering_params.min_cluster_size,
+            SILHOUETTE_FLOOR=clustering_params.silhouette_floor,
+            STABILITY_FLOOR=clustering_params.stability_floor,
+            SELECTION=clustering_params.selection,
+        )
+        features = feature_table(clustered)
+        assignments = assignment_table(clustered)
+        profiles = profile_table(clustered)
+        labels = cluster_labels_table(profiles)
+        context.add_output_metadata(
+            {**store_metadata(features), "outlier_rows": int(features["OUTLIER"].sum())},
+            output_name=key["features"],
+        )
         context.add_output_metadata(
             {
                 "chosen_k": dg.MetadataValue.md(_chosen_k_markdown(models)),
@@ -161,7 +190,7 @@ def build_clustering_assets(
                 "k_curve": dg.MetadataValue.md(markdown_image(k_curve_png(models), "k-curve")),
                 "rows": len(models),
             },
-            output_name=models_key,
+            output_name=key["models"],
         )
         context.add_output_metadata(
             {
@@ -170,33 +199,16 @@ def build_clustering_assets(
                     markdown_image(cluster_sizes_png(assignments), "cluster sizes")
                 ),
             },
-            output_name=assignments_key,
+            output_name=key["assignments"],
         )
-        context.add_output_metadata({"rows": len(centroids)}, output_name=centroids_key)
-        return models, assignments, centroids
-
-    @dg.asset(
-        name=profiles_key,
-        group_name=group,
-        ins={"source_table": dg.AssetIn(source), "assignments": dg.AssetIn(assignments_key)},
-        compute_kind="pandas",
-    )
-    def profiles_asset(
-        context: dg.AssetExecutionContext,
-        source_table: pd.DataFrame,
-        assignments: pd.DataFrame,
-    ) -> pd.DataFrame:
-        """Each cluster in original units: mean vs average (index, 100 = average), size and a
-        generated label that names it."""
-        profiles = profile_table(to_frames(source_table), labels_from_table(assignments))
-        labels = cluster_labels_table(profiles)
         context.add_output_metadata(
-            {**store_metadata(profiles), "clusters": preview(labels, rows=len(labels))}
+            {**store_metadata(profiles), "clusters": preview(labels, rows=len(labels))},
+            output_name=key["profiles"],
         )
-        return profiles
+        return features, models, assignments, centroid_table(clustered), profiles
 
     @dg.asset_check(
-        asset=assignments_key,
+        asset=key["assignments"],
         name="every_store_assigned",
         additional_ins={"source_table": dg.AssetIn(source)},
         description="Every store of every category has exactly one cluster.",
@@ -204,12 +216,12 @@ def build_clustering_assets(
     def every_store_assigned(
         assignments: pd.DataFrame, source_table: pd.DataFrame
     ) -> dg.AssetCheckResult:
-        return coverage_check(to_frames(source_table), assignments)
+        return coverage_check(stores_by_category(source_table), assignments)
 
     @dg.asset_check(
-        asset=assignments_key,
+        asset=key["assignments"],
         name="min_cluster_size_respected",
-        additional_ins={"models": dg.AssetIn(models_key)},
+        additional_ins={"models": dg.AssetIn(key["models"])},
         description="No cluster is smaller than min_cluster_size; a category with fewer stores "
         "than that forms one cluster and is listed (a warning).",
     )
@@ -221,88 +233,47 @@ def build_clustering_assets(
         min_size = chosen["MIN_CLUSTER_SIZE"].to_dict()
         sizes = assignments.groupby(["CATEGORY", "CLUSTER"]).size().groupby("CATEGORY").min()
         below = {str(n): int(s) for n, s in sizes.items() if s < min_size[n]}
-        too_small = {n: s for n, s in below.items() if k[n] > 1}
-        tiny = {n: s for n, s in below.items() if k[n] == 1}
-        metadata = {
-            "clusters_below_min_size": dg.MetadataValue.json(too_small),
-            "categories_too_small_to_split": dg.MetadataValue.json(tiny),
-        }
-        if too_small:
+        return size_check(
+            {n: s for n, s in below.items() if k[n] > 1},
+            {n: s for n, s in below.items() if k[n] == 1},
+        )
+
+    def floor_check(metric: str, floor: str, words: str) -> dg.AssetChecksDefinition:
+        @dg.asset_check(
+            asset=key["models"],
+            name=f"{metric}_above_floor",
+            description=f"The chosen clusters reach {floor.lower()} ({words}).",
+        )
+        def check(models: pd.DataFrame) -> dg.AssetCheckResult:
+            chosen = chosen_models(models)
+            weak = chosen[(chosen["k"] > 1) & (chosen[metric] < chosen[floor])][metric]
             return dg.AssetCheckResult(
-                passed=False, metadata=metadata, description="clusters too small"
+                passed=weak.empty,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    f"{metric}_by_category": dg.MetadataValue.json(
+                        {str(n): round(float(v), 4) for n, v in chosen[metric].items()}
+                    ),
+                    "weak_categories": dg.MetadataValue.json(
+                        {str(n): round(float(v), 4) for n, v in weak.items()}
+                    ),
+                },
+                description=(
+                    f"every chosen k above the {metric} floor"
+                    if weak.empty
+                    else f"{len(weak)} categories below the {metric} floor: "
+                    + ", ".join(f"{n} ({v:.2f})" for n, v in weak.items())
+                ),
             )
-        return dg.AssetCheckResult(
-            passed=not tiny,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata=metadata,
-            description=(
-                "all clusters large enough"
-                if not tiny
-                else f"{len(tiny)} categories have fewer stores than the minimum cluster size "
-                "and form one cluster each: "
-                + ", ".join(f"{n} ({s})" for n, s in sorted(tiny.items()))
-            ),
-        )
 
-    @dg.asset_check(
-        asset=models_key,
-        name="silhouette_above_floor",
-        description="The chosen k separates stores at least as well as silhouette_floor.",
-    )
-    def silhouette_above_floor(models: pd.DataFrame) -> dg.AssetCheckResult:
-        chosen = chosen_models(models)
-        weak = chosen[(chosen["k"] > 1) & (chosen["silhouette"] < chosen["SILHOUETTE_FLOOR"])]
-        return dg.AssetCheckResult(
-            passed=weak.empty,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "weak_categories": dg.MetadataValue.json(
-                    {str(name): round(float(v), 4) for name, v in weak["silhouette"].items()}
-                )
-            },
-            description=(
-                "every chosen k above the silhouette floor"
-                if weak.empty
-                else f"{len(weak)} categories below the silhouette floor"
-            ),
-        )
-
-    @dg.asset_check(
-        asset=models_key,
-        name="stability_above_floor",
-        description="The chosen clusters reproduce across resamples (mean ARI) at least as well "
-        "as stability_floor.",
-    )
-    def stability_above_floor(models: pd.DataFrame) -> dg.AssetCheckResult:
-        chosen = chosen_models(models)
-        weak = chosen[(chosen["k"] > 1) & (chosen["stability"] < chosen["STABILITY_FLOOR"])]
-        return dg.AssetCheckResult(
-            passed=weak.empty,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "stability_by_category": dg.MetadataValue.json(
-                    {str(name): round(float(v), 3) for name, v in chosen["stability"].items()}
-                ),
-                "unstable_categories": dg.MetadataValue.json(
-                    {str(name): round(float(v), 3) for name, v in weak["stability"].items()}
-                ),
-            },
-            description=(
-                "every chosen clustering stable across resamples"
-                if weak.empty
-                else f"{len(weak)} categories below the stability floor: "
-                + ", ".join(f"{n} ({v:.2f})" for n, v in weak["stability"].items())
-            ),
-        )
+        return check
 
     return [
-        features_asset,
-        models_asset,
-        profiles_asset,
+        clustering_step,
         every_store_assigned,
         min_cluster_size_respected,
-        silhouette_above_floor,
-        stability_above_floor,
+        floor_check("silhouette", "SILHOUETTE_FLOOR", "how well stores are separated"),
+        floor_check("stability", "STABILITY_FLOOR", "agreement of fits on resamples, as ARI"),
     ]
 
 

@@ -1,22 +1,44 @@
-"""What every asset shares: run-config overrides, user-error handling and metadata helpers."""
+"""What every asset shares: run-config overrides, user errors, progress, metadata, catalogue."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import TypeVar
 
 import dagster as dg
 import pandas as pd
 from pydantic import ValidationError
+from tqdm import tqdm
 
 from clustering.core.errors import ClusteringError
 from clustering.core.params import ClusteringParams, MergingParams
-from clustering.core.tables import missing_or_extra_stores, stores_by_set
-from clustering.dagster.resources.config import ClusteringConfigResource
-from clustering.infra.config import JOB_NAMES, AppConfig
+from clustering.core.tables import missing_or_extra_stores
+from clustering.dagster.resources.io_manager import EXPORT_KEY
 
 PREVIEW_ROWS = 5
+
+#: Who answers for the assets (shown in the catalogue).
+OWNERS = ["team:category-analytics"]
+
+
+def table_schema(**columns: str) -> dg.TableSchema:
+    """A column schema from ``NAME="type: description"`` pairs, for the catalogue."""
+    parsed = []
+    for name, text in columns.items():
+        kind, _, description = text.partition(":")
+        parsed.append(dg.TableColumn(name, kind.strip(), description=description.strip() or None))
+    return dg.TableSchema(columns=parsed)
+
+
+def catalogue(schema: dg.TableSchema, export: str = "") -> dict[str, object]:
+    """Definition metadata: the column schema, and the export formats when there are any."""
+    metadata: dict[str, object] = {"dagster/column_schema": schema}
+    if export:
+        metadata[EXPORT_KEY] = export
+    return metadata
 
 
 class ClusteringRunConfig(dg.Config):
@@ -31,13 +53,7 @@ class ClusteringRunConfig(dg.Config):
 
     def apply(self, params: ClusteringParams) -> ClusteringParams:
         """``params`` with the fields set here replaced, validated again."""
-        updates = {k: v for k, v in self.model_dump().items() if v is not None}
-        if not updates:
-            return params
-        try:
-            return ClusteringParams.model_validate({**params.model_dump(), **updates})
-        except ValidationError as exc:
-            raise _run_config_failure(exc) from None
+        return _override(ClusteringParams, params, self.model_dump())
 
 
 class MergingRunConfig(dg.Config):
@@ -49,38 +65,32 @@ class MergingRunConfig(dg.Config):
 
     def apply(self, params: MergingParams) -> MergingParams:
         """``params`` with the fields set here replaced, validated again."""
-        updates = {k: v for k, v in self.model_dump().items() if v is not None}
-        if not updates:
-            return params
-        try:
-            return MergingParams.model_validate({**params.model_dump(), **updates})
-        except ValidationError as exc:
-            raise _run_config_failure(exc) from None
+        return _override(MergingParams, params, self.model_dump())
 
 
-def _run_config_failure(exc: ValidationError) -> dg.Failure:
-    first = exc.errors()[0]
-    path = ".".join(str(p) for p in first["loc"])
-    return dg.Failure(description=f"run config: {path}: {first['msg']}.", allow_retries=False)
+P = TypeVar("P", ClusteringParams, MergingParams)
+
+
+def _override(kind: type[P], params: P, fields: Mapping[str, object]) -> P:
+    updates = {k: v for k, v in fields.items() if v is not None}
+    if not updates:
+        return params
+    try:
+        return kind.model_validate({**params.model_dump(), **updates})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = ".".join(str(p) for p in first["loc"])
+        raise dg.Failure(
+            description=f"run config: {path}: {first['msg']}.", allow_retries=False
+        ) from None
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn errors a user can cause into a step failure that shows just their sentence."""
+    """Turn errors a user can cause (bad input, bad config) into a step failure that shows just
+    their sentence."""
     try:
         yield
-    except ClusteringError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
-
-
-def load_settings(
-    settings: ClusteringConfigResource, context: dg.AssetExecutionContext
-) -> AppConfig:
-    """The configuration for this run: the job's config file applies when the run is one of the
-    named jobs (ad-hoc materializations run under an internal job name and get none)."""
-    job = context.job_name if context.job_name in JOB_NAMES else None
-    try:
-        return settings.load(job=job)
     except ClusteringError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
 
@@ -98,11 +108,34 @@ def progress_to(
     return report
 
 
+R = TypeVar("R")
+
+
+@contextmanager
+def category_progress(
+    total: int, report: Callable[[str], None], describe: Callable[[str, R], str]
+) -> Iterator[Callable[[str, R], None]]:
+    """A per-category progress bar (on the step's stderr, when that is a terminal) and one log
+    line per category, in the order the categories finish."""
+    done = 0
+    with tqdm(
+        total=total, unit="category", file=sys.stderr, mininterval=1.0, disable=None, leave=False
+    ) as bar:
+
+        def finished(name: str, result: R) -> None:
+            nonlocal done
+            done += 1
+            bar.update(1)
+            report(f"{done}/{total}: {describe(name, result)}")
+
+        yield finished
+
+
 def coverage_check(
-    frames: Mapping[str, pd.DataFrame], assignments: pd.DataFrame
+    expected: Mapping[str, set[int]], assignments: pd.DataFrame
 ) -> dg.AssetCheckResult:
-    """Passes when every store of every category in ``frames`` has exactly one row."""
-    problems = missing_or_extra_stores(stores_by_set(frames), assignments)
+    """Passes when every store of every category in ``expected`` has exactly one row."""
+    problems = missing_or_extra_stores(expected, assignments)
     return dg.AssetCheckResult(
         passed=not problems,
         metadata={"categories_with_problems": dg.MetadataValue.json(problems)},
@@ -110,6 +143,33 @@ def coverage_check(
             "every store assigned exactly once"
             if not problems
             else f"stores missing or duplicated in {len(problems)} categories"
+        ),
+    )
+
+
+def size_check(below: Mapping[str, int], too_small: Mapping[str, int]) -> dg.AssetCheckResult:
+    """The minimum-size check: fails for clusters ``below`` the size (category → smallest), and
+    warns, listing them, for categories ``too_small`` to split (category → stores)."""
+    metadata = {
+        "clusters_below_min_size": dg.MetadataValue.json(dict(below)),
+        "categories_too_small_to_split": dg.MetadataValue.json(dict(too_small)),
+    }
+    if below:
+        return dg.AssetCheckResult(
+            passed=False,
+            metadata=metadata,
+            description=f"clusters below the minimum size in {len(below)} categories",
+        )
+    return dg.AssetCheckResult(
+        passed=not too_small,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description=(
+            "every cluster large enough"
+            if not too_small
+            else f"{len(too_small)} categories have fewer stores than the minimum cluster size "
+            "and form one cluster each: "
+            + ", ".join(f"{c} ({n})" for c, n in sorted(too_small.items()))
         ),
     )
 

@@ -4,25 +4,54 @@ demand clusters folded by nearest centroid) as the final table and a per-categor
 import dagster as dg
 import pandas as pd
 
-from clustering.core.engine import merge_all
-from clustering.core.internal_preprocessing import share_matrices
-from clustering.core.merging import OUTCOME_TOO_SMALL, MergeSummary
+from clustering.core.merging import OUTCOME_TOO_SMALL, MergeSummary, merge_categories
 from clustering.core.plots import cluster_sizes_png, markdown_image
 from clustering.core.tables import (
     EXTERNAL_SET,
     frames_from_table,
     labels_from_table,
+    stores_by_category,
 )
 from clustering.dagster.assets.common import (
+    OWNERS,
     MergingRunConfig,
+    catalogue,
     coverage_check,
-    load_settings,
     preview,
+    size_check,
     store_metadata,
+    table_schema,
 )
-from clustering.dagster.resources.config import ClusteringConfigResource
+from clustering.dagster.resources.settings import ClusteringSettings
 
 GROUP = "merging"
+
+FINAL_SCHEMA = table_schema(
+    STORE_NBR="int64",
+    CATEGORY="string",
+    INTERNAL_CLUSTER="int64: cluster of the store's need-state mix",
+    EXTERNAL_CLUSTER="int64: cluster of its external features (null without them)",
+    DEMAND_CLUSTER="string: internal × external, I2-E3 (I2-NOEXT without external features)",
+    REBALANCED_CLUSTER="string: the final cluster a planner works with (I2-E3, I2-E1+E3, I2)",
+    REASSIGNED="bool: moved out of its own part or demand cluster",
+    DISTANCE="float64: distance to the final cluster's centroid (balanced space)",
+)
+SUMMARY_SCHEMA = table_schema(
+    CATEGORY="string",
+    STRATEGY="string: internal_first or nearest_centroid",
+    STORES="int64",
+    INTERNAL_CLUSTERS="int64",
+    DEMAND_CLUSTERS="int64",
+    FINAL_CLUSTERS="int64",
+    SMALLEST_FINAL_CLUSTER="int64",
+    REASSIGNED_STORES="int64",
+    STORES_WITHOUT_EXTERNAL="int64",
+    HOMOGENEITY_INTERNAL="float64: 1 = no final cluster mixes internal clusters",
+    HOMOGENEITY_EXTERNAL="float64: 1 = no final cluster mixes external clusters",
+    OUTCOME="string: split, not_split, too_small or internal_clusters",
+    NOTE="string",
+    MIN_CLUSTER_SIZE="int64",
+)
 
 
 @dg.multi_asset(
@@ -32,19 +61,26 @@ GROUP = "merging"
         "final_store_clusters": dg.AssetOut(
             description="One row per store × category: internal, external, demand and final "
             "(REBALANCED_CLUSTER) cluster, whether the store was moved, and its distance to the "
-            "final cluster's centroid."
+            "final cluster's centroid.",
+            metadata=catalogue(FINAL_SCHEMA, "parquet,csv"),
+            kinds={"pandas", "duckdb"},
+            owners=OWNERS,
+            tags={"stage": "merging"},
         ),
         "merging_summary": dg.AssetOut(
             description="Per category: strategy, final clusters and the smallest, stores moved, "
             "stores without external features, how well the final clusters keep the internal "
-            "and external clusters (homogeneity), and the outcome."
+            "and external clusters (homogeneity), and the outcome.",
+            metadata=catalogue(SUMMARY_SCHEMA, "csv"),
+            kinds={"pandas", "duckdb"},
+            owners=OWNERS,
+            tags={"stage": "merging"},
         ),
     },
-    compute_kind="pandas",
 )
 def merge_clusters(
     context: dg.AssetExecutionContext,
-    settings: ClusteringConfigResource,
+    settings: ClusteringSettings,
     config: MergingRunConfig,
     internal_assignments: pd.DataFrame,
     internal_features: pd.DataFrame,
@@ -53,14 +89,12 @@ def merge_clusters(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Final clusters per category by ``merging.strategy`` (default internal_first: internal
     clusters split by external cluster where every part keeps the minimum size)."""
-    params = config.apply(load_settings(settings, context).params.merging)
-    external_labels = labels_from_table(external_assignments).get(EXTERNAL_SET)
-    external_matrix = frames_from_table(external_features).get(EXTERNAL_SET)
-    final, summaries = merge_all(
+    params = config.apply(settings.config.params.merging)
+    final, summaries = merge_categories(
         labels_from_table(internal_assignments),
         frames_from_table(internal_features),
-        external_labels,
-        external_matrix,
+        labels_from_table(external_assignments).get(EXTERNAL_SET),
+        frames_from_table(external_features).get(EXTERNAL_SET),
         params,
     )
     summary = pd.DataFrame([s.as_dict() for s in summaries])
@@ -96,10 +130,11 @@ def merge_clusters(
 def _category_line(summary: MergeSummary) -> str:
     """``"SNACKS: 6 final clusters (smallest 24), 31 stores moved"`` plus any note."""
     note = f"; {summary.note}" if summary.note else ""
+    moved = summary.reassigned_stores
     return (
         f"{summary.category}: {summary.final_clusters} final clusters (smallest "
-        f"{summary.smallest_final_cluster}), {summary.reassigned_stores} "
-        f"{'store' if summary.reassigned_stores == 1 else 'stores'} moved{note}"
+        f"{summary.smallest_final_cluster}), {moved} {'store' if moved == 1 else 'stores'} "
+        f"moved{note}"
     )
 
 
@@ -112,7 +147,7 @@ def _category_line(summary: MergeSummary) -> str:
 def final_every_store_assigned(
     final_store_clusters: pd.DataFrame, shares: pd.DataFrame
 ) -> dg.AssetCheckResult:
-    return coverage_check(share_matrices(shares), final_store_clusters)
+    return coverage_check(stores_by_category(shares), final_store_clusters)
 
 
 @dg.asset_check(
@@ -127,40 +162,15 @@ def final_min_cluster_size(
 ) -> dg.AssetCheckResult:
     min_size = dict(zip(summary["CATEGORY"], summary["MIN_CLUSTER_SIZE"], strict=True))
     tiny = summary[summary["OUTCOME"] == OUTCOME_TOO_SMALL]
-    too_small_categories = {
-        str(c): int(n) for c, n in zip(tiny["CATEGORY"], tiny["STORES"], strict=True)
-    }
+    too_small = {str(c): int(n) for c, n in zip(tiny["CATEGORY"], tiny["STORES"], strict=True)}
     sizes = final_store_clusters.groupby(["CATEGORY", "REBALANCED_CLUSTER"]).size()
     smallest = sizes.groupby("CATEGORY").min()
     below = {
         str(name): int(size)
         for name, size in smallest.items()
-        if size < min_size[name] and str(name) not in too_small_categories
+        if size < min_size[name] and str(name) not in too_small
     }
-    metadata = {
-        "clusters_below_min_size": dg.MetadataValue.json(below),
-        "categories_too_small_to_split": dg.MetadataValue.json(too_small_categories),
-    }
-    if below:
-        return dg.AssetCheckResult(
-            passed=False,
-            metadata=metadata,
-            description=f"final clusters below the minimum size in {len(below)} categories",
-        )
-    if too_small_categories:
-        return dg.AssetCheckResult(
-            passed=False,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata=metadata,
-            description=(
-                f"{len(too_small_categories)} categories have fewer stores than the minimum "
-                "cluster size and form one cluster each: "
-                + ", ".join(f"{c} ({n})" for c, n in sorted(too_small_categories.items()))
-            ),
-        )
-    return dg.AssetCheckResult(
-        passed=True, metadata=metadata, description="every final cluster large enough"
-    )
+    return size_check(below, too_small)
 
 
 merging_assets: list[dg.AssetsDefinition | dg.AssetChecksDefinition] = [

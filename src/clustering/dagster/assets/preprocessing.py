@@ -1,35 +1,101 @@
-"""Preprocessing assets: the validated need-state map, sales by need state, external features."""
+"""The raw inputs (external assets: files or warehouse tables the pipeline reads, never writes)
+and the preprocessing assets: the validated need-state map, sales by need state, and external
+store features."""
 
 import dagster as dg
 import ibis
 import pandas as pd
 
+from clustering.core.contracts import EXTERNAL, INTERNAL_SALES, NEED_STATES, Contract
 from clustering.core.external_preprocessing import combine_external_sources
 from clustering.core.internal_preprocessing import execute_shares, match_summary, share_table
 from clustering.dagster.assets.common import (
-    load_settings,
+    OWNERS,
+    catalogue,
     preview,
     progress_to,
     store_metadata,
+    table_schema,
     user_errors,
 )
-from clustering.dagster.resources.config import ClusteringConfigResource
 from clustering.dagster.resources.data_io import InputReaderResource
 from clustering.dagster.resources.logging import LoggerResource
+from clustering.dagster.resources.settings import ClusteringSettings
 
 GROUP = "preprocessing"
+RAW_GROUP = "raw_inputs"
+_TYPES = {"int": "int64", "str": "string", "float": "float64"}
 
 
-@dg.asset(group_name=GROUP, compute_kind="ibis")
-def need_state_map(
-    context: dg.AssetExecutionContext,
-    settings: ClusteringConfigResource,
-    inputs: InputReaderResource,
-) -> pd.DataFrame:
+def _contract_schema(contract: Contract, extra: str = "") -> dg.TableSchema:
+    columns = [
+        dg.TableColumn(
+            column.name,
+            _TYPES[column.kind],
+            description=column.expected,
+            constraints=dg.TableColumnConstraints(nullable=not column.required_value),
+        )
+        for column in contract.columns
+    ]
+    if extra:
+        columns.append(dg.TableColumn("…", "float64", description=extra))
+    return dg.TableSchema(columns=columns)
+
+
+def _raw(name: str, description: str, contract: Contract, extra: str = "") -> dg.AssetSpec:
+    return dg.AssetSpec(
+        name,
+        group_name=RAW_GROUP,
+        description=description,
+        owners=OWNERS,
+        kinds={"parquet", "csv"},
+        tags={"stage": "input"},
+        metadata={"dagster/column_schema": _contract_schema(contract, extra)},
+    )
+
+
+raw_internal_sales = _raw(
+    "raw_internal_sales",
+    "Sales per SKU and store (paths.internal_sales, or inputs.internal_sales_table in the SQL "
+    "engine at inputs.backend_url). Extra columns are ignored.",
+    INTERNAL_SALES,
+)
+raw_need_state_map = _raw(
+    "raw_need_state_map",
+    "Product → need-state map (paths.need_states or inputs.need_states_table); optional "
+    "ATTRIBUTE_1…6, PLANOGRAM_*, NEW_ITEM, TO_BE_DROPPED are kept as they are.",
+    NEED_STATES,
+)
+raw_external_features = _raw(
+    "raw_external_features",
+    "One or more external sources of store features (paths.external or inputs.external_tables), "
+    "joined on STORE_NBR.",
+    EXTERNAL,
+    extra="numeric store features: demographics, competition, traffic, size",
+)
+RAW_INPUTS = [raw_internal_sales, raw_need_state_map, raw_external_features]
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[raw_need_state_map],
+    kinds={"ibis", "duckdb"},
+    owners=OWNERS,
+    tags={"stage": "preprocessing", "track": "internal"},
+    metadata=catalogue(
+        table_schema(
+            PRODUCT_ID="int64: the SKU (SKU_NBR in the sales)",
+            CATEGORY="string",
+            NEED_STATE="string",
+            CDT="string: consumer decision tree node",
+        )
+    ),
+)
+def need_state_map(context: dg.AssetExecutionContext, inputs: InputReaderResource) -> pd.DataFrame:
     """The product → need-state map, checked against its contract (PRODUCT_ID, CATEGORY,
     NEED_STATE, CDT); a SKU may map to several need states."""
     with user_errors():
-        opened = inputs.open(load_settings(settings, context))
+        opened = inputs.open()
         frame: pd.DataFrame = opened.need_states.execute()
     multi = int((frame.groupby("PRODUCT_ID")["NEED_STATE"].nunique() > 1).sum())
     context.add_output_metadata(
@@ -44,10 +110,24 @@ def need_state_map(
     return frame
 
 
-@dg.asset(group_name=GROUP, compute_kind="ibis")
+@dg.asset(
+    group_name=GROUP,
+    deps=[raw_internal_sales],
+    kinds={"ibis", "duckdb"},
+    owners=OWNERS,
+    tags={"stage": "preprocessing", "track": "internal"},
+    metadata=catalogue(
+        table_schema(
+            CATEGORY="string: CAT_DSC of the sales",
+            STORE_NBR="int64",
+            NEED_STATE="string",
+            SALES="float64: the store's sales in the need state (multi-need-state SKUs split)",
+            SHARE="float64: % of the store's category sales; 100 per store and category",
+        )
+    ),
+)
 def internal_need_state_sales(
     context: dg.AssetExecutionContext,
-    settings: ClusteringConfigResource,
     inputs: InputReaderResource,
     logger: LoggerResource,
     need_state_map: pd.DataFrame,
@@ -55,7 +135,7 @@ def internal_need_state_sales(
     """Sales per category × store × need state and the need state's SHARE (%) of the store's
     category sales. Aggregated where the sales live (DuckDB on files, or the SQL engine)."""
     with user_errors():
-        opened = inputs.open(load_settings(settings, context))
+        opened = inputs.open()
         need_states = ibis.memtable(need_state_map)
         shares = execute_shares(share_table(opened.sales, need_states))
         summary = match_summary(opened.sales, need_states)
@@ -77,18 +157,25 @@ def internal_need_state_sales(
     return frame
 
 
-@dg.asset(group_name=GROUP, compute_kind="pandas")
+@dg.asset(
+    group_name=GROUP,
+    deps=[raw_external_features],
+    kinds={"pandas", "duckdb"},
+    owners=OWNERS,
+    tags={"stage": "preprocessing", "track": "external"},
+    metadata=catalogue(
+        table_schema(STORE_NBR="int64", **{"…": "float64: one column per numeric store feature"})
+    ),
+)
 def external_store_features(
-    context: dg.AssetExecutionContext,
-    settings: ClusteringConfigResource,
-    inputs: InputReaderResource,
+    context: dg.AssetExecutionContext, settings: ClusteringSettings, inputs: InputReaderResource
 ) -> pd.DataFrame:
     """External sources joined on STORE_NBR: numeric store features only (text and identifier
     columns dropped and listed), one row per store."""
     with user_errors():
-        config = load_settings(settings, context)
-        opened = inputs.open(config)
-        combined = combine_external_sources(opened.external_sources, config.params.external)
+        combined = combine_external_sources(
+            inputs.open().external_sources, settings.config.params.external
+        )
     frame = combined.features.reset_index()
     context.add_output_metadata(
         {

@@ -33,8 +33,8 @@ JOB_DESCRIPTIONS = {
     "external_preprocessing_job": "Join the external store-feature sources; keep numeric features.",
     "external_clustering_job": "Features, k selection, clusters and profiles from external "
     "store features.",
-    "merging_job": "Demand clusters (external × internal), small ones folded into the nearest "
-    "large one; the final store × category table.",
+    "merging_job": "Final clusters per category (internal clusters split by external cluster "
+    "where every part stays large enough); the final store × category table.",
     "full_pipeline_job": "Every stage, from raw inputs to the final store × category table.",
 }
 
@@ -59,7 +59,8 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
     jobs.append(
         dg.define_asset_job(
             "full_pipeline_job",
-            selection=dg.AssetSelection.all(),
+            # Every asset the five stage jobs build (the raw inputs are read, never built).
+            selection=dg.AssetSelection.assets(*PRODUCING_JOBS),
             description=JOB_DESCRIPTIONS["full_pipeline_job"],
         )
     )

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import dagster as dg
 
-from clustering.infra.config import AppConfig
+from clustering.dagster.resources.settings import ClusteringSettings
 from clustering.io.inputs import PipelineInputs, open_inputs
 
 
 class InputReaderResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """Opens the validated sales, need-state map and external sources of a run.
+    """Opens the validated sales, need-state map and external sources of the environment.
 
     Files, folders and globs go through DuckDB; tables named in ``inputs`` come from the SQL
-    engine at ``inputs.backend_url``, where the sales aggregation then runs. It has no fields:
-    an asset passes the configuration it loaded for its job (job file and run overrides
-    included), so the reader can never read another environment's inputs than the asset uses.
+    engine at ``inputs.backend_url``, where the sales aggregation then runs.
     """
 
-    def open(self, app_config: AppConfig) -> PipelineInputs:
-        """The inputs ``app_config`` points at, opened and checked against their contracts."""
-        return open_inputs(app_config)
+    settings: ClusteringSettings
+
+    def open(self) -> PipelineInputs:
+        """The configured inputs, opened and checked against their contracts."""
+        return open_inputs(self.settings.config)

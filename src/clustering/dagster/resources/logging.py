@@ -6,7 +6,7 @@ import logging
 
 import dagster as dg
 
-from clustering.dagster.resources.config import ClusteringConfigResource
+from clustering.dagster.resources.settings import ClusteringSettings
 from clustering.infra.logging import configure_logging
 
 
@@ -17,7 +17,7 @@ class LoggerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     environment's file for the whole step, not only after the asset first asks for the logger.
     """
 
-    config: ClusteringConfigResource
+    settings: ClusteringSettings
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Apply the environment's logging settings before the step runs."""
@@ -25,4 +25,4 @@ class LoggerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def get_logger(self) -> logging.Logger:
         """The configured ``clustering`` logger (configuring it again is harmless)."""
-        return configure_logging(self.config.load())
+        return configure_logging(self.settings.config)

@@ -47,7 +47,6 @@ def build_sensors(
     return [
         *build_file_sensors(config, by_name["full_pipeline_job"], status),
         build_internal_clustering_complete_sensor(
-            duckdb_path=config.paths.duckdb_path,
             internal_clustering_job=by_name["internal_clustering_job"],
             merging_job=by_name["merging_job"],
             default_status=status,

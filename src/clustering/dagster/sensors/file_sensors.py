@@ -12,8 +12,8 @@ was already launched, Dagster drops the request by its run key.
 
 Both sensors target ``full_pipeline_job`` with an asset selection: the preprocessing and
 clustering track of the changed input plus the merging assets, so the final table is rebuilt
-without redoing the other track. When the other track's assignments were never materialized,
-the whole pipeline is requested instead (merging could not run otherwise).
+without redoing the other track. When the Dagster instance has no materialization of the other
+track's assignments, the whole pipeline is requested instead (merging could not run otherwise).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import dagster as dg
 from clustering.dagster.jobs import JOB_ASSETS
 from clustering.infra.config import AppConfig
 from clustering.io import file_watch
-from clustering.io.duckdb_store import DuckDBStore, StoreLockTimeoutError
 
 SETTLE_SECONDS = 5.0
 """A file modified more recently than this is taken to be still being written."""
@@ -35,42 +34,25 @@ SETTLE_SECONDS = 5.0
 MINIMUM_INTERVAL_SECONDS = 30
 """How often the daemon evaluates the file sensors."""
 
-STORE_LOCK_TIMEOUT_S = 10.0
-"""How long a tick waits for the DuckDB file; sensor ticks must finish well within 60 s."""
-
 TARGET_JOB = "full_pipeline_job"
 
 INTERNAL_TRACK = [*JOB_ASSETS["internal_preprocessing_job"], *JOB_ASSETS["internal_clustering_job"]]
 EXTERNAL_TRACK = [*JOB_ASSETS["external_preprocessing_job"], *JOB_ASSETS["external_clustering_job"]]
 MERGING = JOB_ASSETS["merging_job"]
 
-#: The other track's table the merging assets read, per watched side.
-_OTHER_SIDE_TABLE = {
-    "internal": ("external_clustering", "external_assignments"),
-    "external": ("internal_clustering", "internal_assignments"),
-}
+#: The other track's assignments the merging assets read, per watched side.
+_OTHER_SIDE = {"internal": "external_assignments", "external": "internal_assignments"}
 _TRACK = {"internal": INTERNAL_TRACK, "external": EXTERNAL_TRACK}
 
 
-class StoreBusyError(Exception):
-    """The DuckDB file stayed locked for the whole wait; the tick is retried later."""
-
-
-def asset_selection_for(side: str, duckdb_path: Path) -> list[dg.AssetKey] | None:
+def asset_selection_for(side: str, instance: dg.DagsterInstance) -> list[dg.AssetKey] | None:
     """Assets to rebuild when ``side``'s ("internal" or "external") inputs changed.
 
-    The side's preprocessing and clustering plus merging when the other side's assignments
-    exist; ``None`` (the whole of ``full_pipeline_job``) when they do not. Raises
-    :class:`StoreBusyError` when the DuckDB file stays locked.
+    The side's preprocessing and clustering plus merging when the instance has a materialization
+    of the other side's assignments; ``None`` (the whole of ``full_pipeline_job``) otherwise.
     """
-    schema, table = _OTHER_SIDE_TABLE[side]
-    try:
-        other_done = DuckDBStore(duckdb_path, lock_timeout_s=STORE_LOCK_TIMEOUT_S).has_table(
-            schema, table
-        )
-    except StoreLockTimeoutError as exc:
-        raise StoreBusyError(str(exc)) from exc
-    if not other_done:
+    other = instance.get_latest_materialization_event(dg.AssetKey(_OTHER_SIDE[side]))
+    if other is None:
         return None
     return [dg.AssetKey(name) for name in [*_TRACK[side], *MERGING]]
 
@@ -87,7 +69,7 @@ def evaluate_file_tick(
     side: str,
     specs: Sequence[str],
     cursor: str | None,
-    duckdb_path: Path,
+    instance: dg.DagsterInstance,
     now: float | None = None,
     settle_seconds: float = SETTLE_SECONDS,
 ) -> dg.SensorResult | dg.SkipReason:
@@ -115,11 +97,7 @@ def evaluate_file_tick(
             f"no input file changed since the last tick ({len(result.stable)} watched)"
             f"{waiting_note}."
         )
-    try:
-        selection = asset_selection_for(side, duckdb_path)
-    except StoreBusyError as exc:
-        # The cursor is not moved: the same change is seen again on the next tick.
-        return dg.SkipReason(f"{len(changed)} changed file(s) wait for the DuckDB file: {exc}")
+    selection = asset_selection_for(side, instance)
     # Files being rewritten keep their last settled fingerprint until they settle again.
     new_state = dict(result.stable)
     new_state.update({p: previous[p] for p in waiting if p in previous})
@@ -142,7 +120,6 @@ def build_file_sensor(
     name: str,
     side: str,
     specs: Sequence[str],
-    duckdb_path: Path,
     job: dg.UnresolvedAssetJobDefinition,
     default_status: dg.DefaultSensorStatus,
     description: str,
@@ -163,7 +140,7 @@ def build_file_sensor(
             side=side,
             specs=watched,
             cursor=context.cursor,
-            duckdb_path=duckdb_path,
+            instance=context.instance,
         )
 
     return _file_sensor
@@ -181,7 +158,6 @@ def build_file_sensors(
             name="internal_data_sensor",
             side="internal",
             specs=[paths.internal_sales, paths.need_states],
-            duckdb_path=paths.duckdb_path,
             job=full_pipeline_job,
             default_status=default_status,
             description="Rebuilds the internal track and the final table when internal sales or "
@@ -191,7 +167,6 @@ def build_file_sensors(
             name="external_data_sensor",
             side="external",
             specs=list(paths.external),
-            duckdb_path=paths.duckdb_path,
             job=full_pipeline_job,
             default_status=default_status,
             description="Rebuilds the external track and the final table when an external "

@@ -11,18 +11,13 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from pathlib import Path
 
 import dagster as dg
 
 from clustering.dagster.resources.alerts import AlertsResource
 from clustering.infra.monitoring.alerts import Alert, AlertDispatcher, Severity
-from clustering.io.duckdb_store import DuckDBStore, StoreLockTimeoutError
 
 logger = logging.getLogger(__name__)
-
-STORE_LOCK_TIMEOUT_S = 10.0
-"""How long the complete sensor waits for the DuckDB file before requesting merging anyway."""
 
 EXTERNAL_MISSING = (
     "external clustering has never run: run external_clustering_job first, then merging_job."
@@ -40,16 +35,14 @@ _CLASS_PREFIX = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|F
 
 def build_internal_clustering_complete_sensor(
     *,
-    duckdb_path: Path,
     internal_clustering_job: dg.UnresolvedAssetJobDefinition,
     merging_job: dg.UnresolvedAssetJobDefinition,
     default_status: dg.DefaultSensorStatus,
 ) -> dg.SensorDefinition:
     """Requests ``merging_job`` after each successful ``internal_clustering_job`` run.
 
-    Skips, saying why, when the external assignments were never materialized: merging would
-    only fail. When the DuckDB file stays locked the run is requested anyway (merging reports
-    a missing table itself); the run key is the finished run's id, so one success gives one
+    Skips, saying why, when the instance has no materialization of the external assignments:
+    merging would only fail. The run key is the finished run's id, so one success gives one
     merge at most. Runs of other jobs are passed over without a tick result.
     """
 
@@ -67,12 +60,8 @@ def build_internal_clustering_complete_sensor(
     ) -> dg.RunRequest | dg.SkipReason | None:
         if context.dagster_run.job_name != internal_clustering_job.name:
             return None
-        store = DuckDBStore(duckdb_path, lock_timeout_s=STORE_LOCK_TIMEOUT_S)
-        try:
-            external_done = store.has_table("external_clustering", "external_assignments")
-        except StoreLockTimeoutError:
-            external_done = True
-        if not external_done:
+        external = dg.AssetKey("external_assignments")
+        if context.instance.get_latest_materialization_event(external) is None:
             return dg.SkipReason(EXTERNAL_MISSING)
         run_id = context.dagster_run.run_id
         return dg.RunRequest(

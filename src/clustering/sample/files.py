@@ -1,4 +1,4 @@
-"""Write generated sample data (``clustering.core.sample_data``) to disk.
+"""Write generated sample data (``clustering.sample.generator``) to disk.
 
 Layout under ``out_dir``::
 
@@ -23,7 +23,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from clustering.core.errors import ClusteringError
-from clustering.core.sample_data import (
+from clustering.io.writers import atomic_path, write_frame, write_json
+from clustering.sample.generator import (
     SALES_SCHEMA,
     SamplePlan,
     category_sales,
@@ -35,7 +36,6 @@ from clustering.core.sample_data import (
     resolve_preset,
     truth_summary,
 )
-from clustering.io.writers import atomic_path, write_frame, write_json
 
 INTERNAL_SALES_FILE = "internal_sales.parquet"
 NEED_STATE_FILE = "need_state.csv"

@@ -6,7 +6,7 @@ recover: per category each store belongs to one of 3-5 *internal* types that sho
 differently (distinct need-state share profiles), and each store belongs to one of 4 *external*
 types (urban, suburban family, rural, retirement) with well separated feature means.
 
-Everything is pure: no file I/O (``clustering.io.sample_data`` writes the files). Generation is
+Everything is pure: no file I/O (``clustering.sample.files`` writes the files). Generation is
 split so that sales can be streamed one category at a time:
 
 1. ``plan_sample_data`` draws everything that is small (stores, catalogue, profiles, types);
@@ -798,7 +798,7 @@ def generate_sample_data(
     stores: int | None = None,
     categories: int | None = None,
 ) -> SampleData:
-    """Generate a whole data set in memory; use ``clustering.io.sample_data`` for large ones."""
+    """Generate a whole data set in memory; use ``clustering.sample.files`` for large ones."""
     plan = plan_sample_data(resolve_preset(preset, stores, categories), seed)
     tables = [category_sales(plan, category) for category in plan.categories]
     return SampleData(
