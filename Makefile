@@ -29,16 +29,13 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP)  ## create .venv with the pinned dependencies and the package
 
-# Sample data is generated only into the default data/raw; a folder named by CLUSTERING_RAW_DIR
-# is the user's own data and is never written to.
+# Sample data is generated only into the default data/raw, and only when it holds none of the
+# inputs; a folder named by CLUSTERING_RAW_DIR is the user's own data and is never written to.
 data: $(STAMP)  ## generate sample data (PRESET=small|medium|large) into data/raw if missing
-	@if [ -f $(RAW_DIR)/internal_sales.parquet ] && [ -f $(RAW_DIR)/need_state.csv ] && [ -f $(RAW_DIR)/external_sales.parquet ]; then \
-		echo "Using the inputs in $(RAW_DIR)"; \
-	elif [ "$(RAW_DIR)" = "data/raw" ]; then \
-		$(BIN)/python -m clustering generate-data --preset $(PRESET) --out $(RAW_DIR); \
+	@if [ "$(RAW_DIR)" = "data/raw" ]; then \
+		$(BIN)/python -m clustering generate-data --preset $(PRESET) --out $(RAW_DIR) --if-missing; \
 	else \
-		echo "error: $(RAW_DIR) must hold internal_sales.parquet, need_state.csv and external_sales.parquet." >&2; \
-		exit 1; \
+		echo "Using the inputs in $(RAW_DIR)"; \
 	fi
 
 run: data  ## set up, generate sample data if missing, run full_pipeline_job through Dagster, print where the results are

@@ -143,7 +143,8 @@ def test_missing_input_file(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert (
         "Step need_state_map failed: need-state map: no file matches "
-        f"'{tmp_path / 'need_state.csv'}'." in done.stdout
+        f"'{tmp_path / 'need_state'}' (looked for need_state.parquet, need_state.csv and a "
+        "folder need_state/)." in done.stdout
     )
 
 
@@ -155,3 +156,37 @@ def test_bad_parameters_file(small_data: Path, tmp_path: Path) -> None:
     assert done.stderr.strip() == (
         f"error: parameters file '{params}': internal_clustering.max_kk: unknown key."
     )
+
+
+def test_every_command_names_the_missing_variable_in_the_same_sentence(tmp_path: Path) -> None:
+    """run, jobs, ui, dagster_app, sensor and schedule: one sentence and exit 2, no traceback,
+    no half-started UI."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERING_")}
+    env["DAGSTER_HOME"] = str(tmp_path)
+    commands = [
+        ["-m", "clustering", "run", "full_pipeline_job", "--env", "staging"],
+        ["-m", "clustering", "jobs", "--env", "staging"],
+        ["-m", "clustering", "ui", "--env", "staging", "--port", "3997"],
+        ["-m", "clustering.dagster_app", "--env", "staging", "--port", "3996"],
+        ["-m", "clustering", "sensor", "list", "--env", "staging"],
+        ["-m", "clustering", "schedule", "start", "--env", "staging"],
+    ]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, *command],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for command in commands
+    ]
+    expected = (
+        "error: config for env 'staging': environment variable CLUSTERING_STAGING_RAW_DIR is "
+        "not set (needed by paths.raw_dir)."
+    )
+    for command, process in zip(commands, processes, strict=True):
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 2, (command, out, err)
+        assert err.strip() == expected, command

@@ -64,9 +64,10 @@ def test_dev_loads_with_no_variables_and_resolves_paths_against_project_root(
     config = load_config("dev", project_root=tmp_path)
     assert config.env == "dev"
     assert config.paths.raw_dir == tmp_path / "data/raw"
-    assert config.paths.internal_sales == str(tmp_path / "data/raw/internal_sales.parquet")
-    assert config.paths.need_states == str(tmp_path / "data/raw/need_state.csv")
-    assert config.paths.external == [str(tmp_path / "data/raw/external_sales.parquet")]
+    # Names without a suffix: .parquet, .csv or a folder of that name, whichever is there.
+    assert config.paths.internal_sales == str(tmp_path / "data/raw/internal_sales")
+    assert config.paths.need_states == str(tmp_path / "data/raw/need_state")
+    assert config.paths.external == [str(tmp_path / "data/raw/external_sales")]
     assert config.paths.duckdb_path == tmp_path / "outputs/clustering_dev.duckdb"
     assert config.paths.exports_dir == tmp_path / "outputs/dev"
     assert config.logging.file == tmp_path / "logs/dev.log"
@@ -81,7 +82,7 @@ def test_dev_raw_dir_comes_from_clustering_raw_dir(
     monkeypatch.setenv("CLUSTERING_RAW_DIR", "shared/raw")
     config = load_config("dev", project_root=tmp_path)
     assert config.paths.raw_dir == tmp_path / "shared/raw"
-    assert config.paths.internal_sales == str(tmp_path / "shared/raw/internal_sales.parquet")
+    assert config.paths.internal_sales == str(tmp_path / "shared/raw/internal_sales")
 
 
 def test_staging_reads_and_writes_where_the_variables_say(
@@ -90,7 +91,7 @@ def test_staging_reads_and_writes_where_the_variables_say(
     set_vars(monkeypatch, STAGING_VARS)
     config = load_config("staging", project_root=tmp_path)
     assert config.paths.raw_dir == Path("/srv/staging/raw")
-    assert config.paths.need_states == "/srv/staging/raw/need_state.csv"
+    assert config.paths.need_states == "/srv/staging/raw/need_state"
     assert config.paths.duckdb_path == Path("/srv/staging/out/clustering_staging.duckdb")
     assert config.paths.exports_dir == Path("/srv/staging/out/staging")
     assert config.inputs.backend_url is None  # optional: files unless an input URL is given

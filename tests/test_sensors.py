@@ -199,7 +199,7 @@ def test_missing_inputs_skip_with_a_sentence(tmp_path: Path) -> None:
     assert isinstance(result, dg.SkipReason)
     message = str(result.skip_message)
     assert message.startswith("no input files match ")
-    assert "internal_sales.parquet" in message and message.endswith(".")
+    assert "internal_sales" in message and message.endswith(".")
 
 
 def test_only_the_changed_track_and_merging_run_once_the_other_side_exists(
@@ -391,6 +391,11 @@ def test_one_sentence_drops_the_exception_class_and_later_lines() -> None:
     assert one_sentence("ValueError: bad input.\nTraceback...") == "bad input."
     assert one_sentence("clustering.core.errors.ConfigError: no key x.") == "no key x."
     assert one_sentence("plain text") == "plain text"
+    # A dagster.Failure's own class name is dropped too, so alerts start with the sentence.
+    assert (
+        one_sentence("dagster._core.definitions.events.Failure: internal sales 'x': empty.")
+        == "internal sales 'x': empty."
+    )
 
 
 # --- asset_check_alert_sensor ---------------------------------------------------------------

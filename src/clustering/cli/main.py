@@ -57,6 +57,12 @@ def _build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--stores", type=int, help="number of stores (overrides the preset)")
     gen.add_argument("--categories", type=int, help="number of categories (overrides the preset)")
     gen.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="write nothing when OUT already holds the three inputs (as .parquet or .csv "
+        "files or folders); stop with a sentence when it holds only some of them",
+    )
+    gen.add_argument(
         "--difficulty",
         default="classic",
         help="how hard the planted internal store types are to find: classic (default; 3-5 well "
@@ -181,8 +187,19 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _generate_data(args: argparse.Namespace) -> int:
-    from clustering.sample.files import write_sample_data
+    from clustering.sample.files import existing_inputs, write_sample_data
 
+    if args.if_missing:
+        present, missing = existing_inputs(args.out)
+        if not missing:
+            _say(f"Using the inputs in {args.out}: {', '.join(str(p) for p in present)}.")
+            return EXIT_OK
+        if present:
+            raise ConfigError(
+                f"{args.out} holds {', '.join(p.name for p in present)} but no "
+                f"{' or '.join(missing)}; add the missing inputs, or empty the folder to get "
+                "the sample data."
+            )
     report = write_sample_data(
         args.out,
         preset=args.preset,

@@ -182,7 +182,7 @@ def _is_number_or_text(dtype: dt.DataType) -> bool:
     )
 
 
-Rule = Literal["unreadable", "missing value", "negative"]
+Rule = Literal["unreadable", "not finite", "missing value", "negative"]
 
 
 @dataclass(frozen=True)
@@ -198,6 +198,9 @@ class _Problem:
         rows = f"{n:,} row" if n == 1 else f"{n:,} rows"
         if self.rule == "unreadable":
             return f"must be {self.column.expected}; {rows} cannot be read as one"
+        if self.rule == "not finite":
+            verb = "is" if n == 1 else "are"
+            return f"must be a finite number; {rows} {verb} NaN or infinite"
         if self.rule == "missing value":
             return f"must have a value in every row; {rows} {'has' if n == 1 else 'have'} none"
         return f"must be ≥ 0; {rows} {'is' if n == 1 else 'are'} negative"
@@ -210,7 +213,8 @@ def _problems(table: ibis.Table, contract: Contract) -> list[_Problem]:
         value = table[column.name]
         unreadable = _unreadable(value, column.kind)
         if unreadable is not None:
-            problems.append(_Problem(column, "unreadable", unreadable))
+            rule: Rule = "not finite" if value.type().is_floating() else "unreadable"
+            problems.append(_Problem(column, rule, unreadable))
         if column.required_value:
             problems.append(_Problem(column, "missing value", value.isnull()))
         if column.non_negative:
@@ -241,7 +245,11 @@ def _first_rows(
 ) -> str:
     """The first offending rows as ``(COL=value, ...)`` groups, identifying columns first."""
     names = [*dict.fromkeys([*contract.row_context, column.name])]
-    rows = table.filter(predicate).select(*names).limit(_MAX_SHOWN_ROWS).to_pyarrow().to_pylist()
+    # Filtering on the predicate itself can skip NaN rows: DuckDB prunes Parquet row groups by
+    # their statistics, which leave NaN out. A computed flag is never pushed down.
+    flagged = table.mutate(__OFFENDS=predicate.ifelse(1, 0))
+    offending = flagged.filter(flagged.__OFFENDS == 1)
+    rows = offending.select(*names).limit(_MAX_SHOWN_ROWS).to_pyarrow().to_pylist()
     return ", ".join(
         "(" + ", ".join(f"{name}={_show(row[name])}" for name in names) + ")" for row in rows
     )

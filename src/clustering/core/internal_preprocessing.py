@@ -22,6 +22,8 @@ import pandas as pd
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
+from clustering.core.errors import InputContractError
+
 MAX_LISTED_STORES = 1000
 """At most this many (category, store) pairs without matched sales are listed in the summary."""
 
@@ -85,6 +87,26 @@ class MatchSummary(BaseModel):
     multi_need_state_skus: int
     stores_without_matched_sales: list[tuple[str, int]]
     stores_without_matched_sales_count: int
+    store_category_pairs: int = 0
+    category_mismatch_skus: int = 0
+    category_mismatches: list[tuple[int, str, str]] = []
+
+    @property
+    def unmatched_skus_pct(self) -> float:
+        """Share (%) of the sold SKUs missing from the need-state map."""
+        return 100.0 * self.unmatched_skus / self.skus if self.skus else 0.0
+
+    @property
+    def category_mismatch_pct(self) -> float:
+        """Share (%) of the mapped SKUs whose map CATEGORY is not the sales' CAT_DSC."""
+        mapped = self.skus - self.unmatched_skus
+        return 100.0 * self.category_mismatch_skus / mapped if mapped else 0.0
+
+    @property
+    def stores_without_matched_sales_pct(self) -> float:
+        """Share (%) of the store × category pairs with sales that get no shares."""
+        pairs = self.store_category_pairs
+        return 100.0 * self.stores_without_matched_sales_count / pairs if pairs else 0.0
 
     def describe(self) -> str:
         """A few human lines for logs and the command line."""
@@ -100,6 +122,16 @@ class MatchSummary(BaseModel):
             lines.append(
                 f"{_count(self.multi_need_state_skus, 'SKU')} with sales in several need states: "
                 "sales split evenly between them."
+            )
+        if self.category_mismatch_skus:
+            shown_skus = "; ".join(
+                f"SKU {sku}: sales say {sold!r}, the map {mapped!r}"
+                for sku, sold, mapped in self.category_mismatches[:3]
+            )
+            lines.append(
+                f"{_count(self.category_mismatch_skus, 'mapped SKU')} "
+                f"({self.category_mismatch_pct:.1f}%) sold in another category than the "
+                f"need-state map gives it ({shown_skus})."
             )
         if self.stores_without_matched_sales_count:
             shown = self.stores_without_matched_sales[:5]
@@ -166,6 +198,8 @@ def match_summary(sales: ibis.Table, need_states: ibis.Table) -> MatchSummary:
 
     total = float(totals["total_sales"] or 0.0)
     unmatched_sales = float(totals["unmatched_sales"] or 0.0)
+    pairs = sales.select("CAT_DSC", "STORE_NBR").distinct().count().to_pyarrow().as_py()
+    mismatch_count, mismatches = _category_mismatches(sales, need_states)
     return MatchSummary(
         sales_rows=int(totals["sales_rows"] or 0),
         skus=int(totals["skus"] or 0),
@@ -179,6 +213,52 @@ def match_summary(sales: ibis.Table, need_states: ibis.Table) -> MatchSummary:
         multi_need_state_skus=int(totals["multi_need_state_skus"] or 0),
         stores_without_matched_sales=[(str(r["CATEGORY"]), int(r["STORE_NBR"])) for r in listed],
         stores_without_matched_sales_count=int(listed[0]["N_PAIRS"]) if listed else 0,
+        store_category_pairs=int(pairs or 0),
+        category_mismatch_skus=mismatch_count,
+        category_mismatches=mismatches,
+    )
+
+
+def _category_mismatches(
+    sales: ibis.Table, need_states: ibis.Table
+) -> tuple[int, list[tuple[int, str, str]]]:
+    """Mapped SKUs sold under a CAT_DSC the map does not give them (names compared without
+    case and surrounding spaces): how many, and the first few (SKU, sales, map)."""
+    sold = sales.select("SKU_NBR", "CAT_DSC").distinct()
+    mapped = need_states.select("PRODUCT_ID", "CATEGORY").distinct()
+    agree = mapped.group_by("PRODUCT_ID").aggregate(
+        CATEGORIES=mapped.CATEGORY.strip().upper().collect()
+    )
+    joined = sold.join(agree, sold.SKU_NBR == agree.PRODUCT_ID)
+    wrong = joined.filter(~joined.CATEGORIES.contains(joined.CAT_DSC.strip().upper()))
+    first = mapped.group_by("PRODUCT_ID").aggregate(CATEGORY=mapped.CATEGORY.min())
+    examples = (
+        wrong.join(first, wrong.SKU_NBR == first.PRODUCT_ID)
+        .select("SKU_NBR", "CAT_DSC", "CATEGORY")
+        .order_by("SKU_NBR")
+        .limit(3)
+        .to_pyarrow()
+        .to_pylist()
+    )
+    count = wrong.SKU_NBR.nunique().to_pyarrow().as_py() if examples else 0
+    return int(count or 0), [
+        (int(r["SKU_NBR"]), str(r["CAT_DSC"]), str(r["CATEGORY"])) for r in examples
+    ]
+
+
+def no_matching_keys_error(
+    sales: ibis.Table, need_states: ibis.Table, source: str
+) -> InputContractError:
+    """The sentence for a need-state map whose PRODUCT_IDs match no SKU_NBR of the sales."""
+    sales_ids = sales.select("SKU_NBR").distinct().order_by("SKU_NBR").limit(3)
+    map_ids = need_states.select("PRODUCT_ID").distinct().order_by("PRODUCT_ID").limit(3)
+    shown_sales = ", ".join(str(r["SKU_NBR"]) for r in sales_ids.to_pyarrow().to_pylist())
+    shown_map = ", ".join(str(r["PRODUCT_ID"]) for r in map_ids.to_pyarrow().to_pylist())
+    n_map = need_states.PRODUCT_ID.nunique().to_pyarrow().as_py()
+    return InputContractError(
+        f"need-state map '{source}': none of its {int(n_map or 0):,} PRODUCT_IDs matches a "
+        f"SKU_NBR of the sales (the map's ids look like {shown_map}; the sales' like "
+        f"{shown_sales}); check that the map belongs to these sales."
     )
 
 

@@ -131,13 +131,54 @@ class ExternalParams(_Params):
     """How external feature sources are combined and which columns count as features."""
 
     id_column_pattern: str = Field(
-        r"(?i)(^id$|_id$|_nbr$|_num$|_code$|_key$)",
-        description="Numeric columns whose name matches are identifiers, not features.",
+        r"(?i)(^id$|[_ ]id$|^id[_ ]|_nbr$|_num$|_no$|_code$|_cd$|_key$|zip|postal)",
+        description="Columns whose name matches are identifiers (ids, codes, zip codes), not "
+        "features.",
+    )
+    coordinate_column_pattern: str = Field(
+        r"(?i)^(lat|latitude|lon|lng|long|longitude)$|(^|[_ ])(lat|lon|lng)($|[_ ])",
+        description="Columns whose name matches are coordinates, not features (raw latitude "
+        "and longitude say where a store is, not what it is like).",
+    )
+    include_columns: list[str] = Field(
+        default_factory=list,
+        description="Columns to keep as features although their name looks like an "
+        "identifier or a coordinate (names compared without case).",
     )
     one_hot_columns: list[str] = Field(
         default_factory=list,
         description="Text columns to encode as 0/1 indicator features instead of dropping them.",
     )
+
+
+class QualityParams(_Params):
+    """Data-quality thresholds (percentages): above ``*_warn`` a run warns (console, asset
+    check, alert); above ``*_fail`` it stops with one sentence. ``null`` never stops."""
+
+    unmapped_sales_warn: float = Field(
+        5.0, ge=0, le=100, description="% of sales on SKUs missing from the need-state map."
+    )
+    unmapped_sales_fail: float | None = Field(50.0, ge=0, le=100)
+    category_mismatch_warn: float = Field(
+        5.0,
+        ge=0,
+        le=100,
+        description="% of mapped SKUs whose map CATEGORY differs from the sales' CAT_DSC.",
+    )
+    category_mismatch_fail: float | None = Field(None, ge=0, le=100)
+    stores_without_sales_warn: float = Field(
+        10.0,
+        ge=0,
+        le=100,
+        description="% of store × category pairs with sales but no mapped sales (no shares).",
+    )
+    stores_without_external_warn: float = Field(
+        10.0,
+        ge=0,
+        le=100,
+        description="% of stores with mapped sales that have no external features.",
+    )
+    stores_without_external_fail: float | None = Field(None, ge=0, le=100)
 
 
 class MergingParams(_Params):
@@ -169,6 +210,7 @@ class PipelineParams(_Params):
     internal_clustering: ClusteringParams = ClusteringParams()
     external_clustering: ClusteringParams = ClusteringParams()
     merging: MergingParams = MergingParams()
+    quality: QualityParams = QualityParams()
     workers: int | None = Field(
         None, ge=1, description="Processes for per-category work; default: number of cores."
     )

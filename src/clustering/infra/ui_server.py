@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any
 
 from clustering.core.errors import ConfigError
+from clustering.infra.config import load_config
 from clustering.infra.instance import ensure_dagster_home
 
 DEFINITIONS_MODULE = "clustering.dagster.definitions"
@@ -164,6 +165,9 @@ def serve(
             f"port {port} on {host} is already in use; stop what uses it or pass --port."
         )
     root = (project_root or Path.cwd()).resolve()
+    # The environment's configuration must load before anything starts: a missing variable is
+    # one sentence here, not a UI whose code location is broken.
+    load_config(env, project_root=root)
     home = ensure_dagster_home(root, env=env)
     command = [_dagster_tool("dagster"), "dev", "-m", DEFINITIONS_MODULE]
     command += ["--host", host, "--port", str(port)]
@@ -179,6 +183,7 @@ def run_daemon(
 ) -> int:
     """Run the Dagster daemon alone until interrupted; returns the exit code."""
     root = (project_root or Path.cwd()).resolve()
+    load_config(env, project_root=root)
     home = ensure_dagster_home(root, env=env)
     command = [_dagster_tool("dagster-daemon"), "run", "-m", DEFINITIONS_MODULE]
     banner = f"Dagster daemon for '{env}' running (instance {home}; Ctrl-C to stop)"

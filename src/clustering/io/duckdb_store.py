@@ -243,16 +243,23 @@ class DuckDBStore:
 
     # -- public API ------------------------------------------------------------------------
 
-    def write_table(self, schema: str, table: str, frame: pd.DataFrame) -> int:
+    def write_table(
+        self,
+        schema: str,
+        table: str,
+        frame: pd.DataFrame,
+        tags: dict[str, Any] | None = None,
+    ) -> int:
         """Replace ``"schema"."table"`` with ``frame`` atomically; returns the number of rows.
 
-        The schema is created when missing. On any failure the previous table (if any) is left
-        exactly as it was and no staging table remains.
+        ``tags`` (JSON-compatible) are kept with the table, e.g. where its data came from; see
+        :meth:`read_tags`. The schema is created when missing. On any failure the previous
+        table (if any) is left exactly as it was and no staging table remains.
         """
         target = qualified_name(schema, table)
         flat, layout = _flatten(frame)
         arrow_table = _to_arrow(flat, target)
-        comment = json.dumps(layout, ensure_ascii=False)
+        comment = json.dumps({**layout, "tags": tags or {}}, ensure_ascii=False)
         staging = f"{STAGING_PREFIX}{uuid.uuid4().hex}"
         view = f"__frame_{uuid.uuid4().hex}"
         with self._connect(read_only=False) as con:
@@ -278,6 +285,10 @@ class DuckDBStore:
 
     def read_table(self, schema: str, table: str) -> pd.DataFrame:
         """The frame stored in ``"schema"."table"``; raises :class:`TableNotFoundError`."""
+        return self.read_with_tags(schema, table)[0]
+
+    def read_with_tags(self, schema: str, table: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """The frame and the tags stored with it (empty for tables written without tags)."""
         target = qualified_name(schema, table)
         if self.path.exists():
             with self._connect(read_only=True) as con:
@@ -285,7 +296,10 @@ class DuckDBStore:
                 if found is not None:
                     read: pd.DataFrame = con.execute(f"SELECT * FROM {target}").df()
                     layout = _parse_layout(found[0])
-                    return _restore(read, layout) if layout is not None else read
+                    if layout is None:
+                        return read, {}
+                    tags = layout.get("tags")
+                    return _restore(read, layout), tags if isinstance(tags, dict) else {}
         raise TableNotFoundError(f"no table {target} in {self.path}")
 
     def has_table(self, schema: str, table: str) -> bool:

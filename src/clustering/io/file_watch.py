@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clustering.io.readers import named_locations
+
 HASH_LIMIT_BYTES = 64 * 1024 * 1024
 """Files up to this size are hashed; larger ones are fingerprinted by size and mtime only."""
 
@@ -48,10 +50,20 @@ def expand_inputs(specs: Sequence[str]) -> list[Path]:
 
     A folder contributes its ``*.parquet`` and ``*.csv`` files (not recursively, hidden and
     temporary files included so :func:`scan` can report them); a glob its matching files; a
-    file itself. Locations that match nothing contribute nothing.
+    file itself; a name without suffix whatever it names (``internal_sales`` →
+    ``internal_sales.parquet``, ``.csv`` or the folder ``internal_sales/``). Locations that
+    match nothing contribute nothing.
     """
     found: set[Path] = set()
+    expanded: list[str] = []
     for spec in specs:
+        named = named_locations(spec)
+        path = Path(spec)
+        if named and not path.is_file():
+            expanded += [str(candidate) for candidate in named]
+        else:
+            expanded.append(spec)
+    for spec in expanded:
         if _is_glob(spec):
             found.update(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
             continue

@@ -41,6 +41,7 @@ from clustering.io.readers import (
     read_external_sources,
     read_internal_sales,
     read_need_states,
+    resolve_spec,
 )
 
 FILES_BACKEND = "duckdb (files)"
@@ -199,7 +200,12 @@ class _Opener:
         self.uses_engine = bool(self.sales_table or self.need_states_table or self.external_tables)
 
     def _where(self, table: str | None, files: str) -> str:
-        return f"table {table} at {self.cons.shown_url}" if table else files
+        if table:
+            return f"table {table} at {self.cons.shown_url}"
+        try:
+            return resolve_spec(files, "input")  # the file the user has, not the name it has
+        except InputContractError:
+            return files
 
     def sales(self) -> ibis.Table:
         if self.sales_table:

@@ -1,8 +1,13 @@
 """Open the pipeline's inputs as Ibis tables, so the heavy work runs where the data lives.
 
-An input spec is a parquet or CSV file, a directory of them, a glob, or ``table:NAME`` (also
-``duckdb:NAME``) for a table that already exists in the connection. Nothing is loaded into
+An input spec is a parquet or CSV file, a directory of them, a glob, ``table:NAME`` (also
+``duckdb:NAME``) for a table that already exists in the connection, or a *name* without a
+suffix: ``data/raw/internal_sales`` finds ``internal_sales.parquet``, ``.pq``, ``.csv``,
+``.csv.gz`` or a folder ``internal_sales/`` (exactly one of them). Nothing is loaded into
 Python here: the readers return lazy tables, validated against their contracts.
+
+Files of one input may come from several vendors: a UTF-8 byte-order mark and spaces around
+column names are removed, and columns are matched without regard to case.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ _SUFFIXES: dict[str, FileFormat] = {
     ".csv": "csv",
     ".csv.gz": "csv",
 }
+DATA_SUFFIXES = tuple(_SUFFIXES)
 _GLOB_CHARACTERS = set("*?[")
 
 
@@ -67,28 +73,63 @@ def read_table(
     for prefix in _TABLE_PREFIXES:
         if text.startswith(prefix):
             return _existing_table(con, text[len(prefix) :], label)
+    text = resolve_spec(text, label)
 
     files = _matching_files(text, label)
     file_format = _file_format(files, text, label)
     try:
         if file_format == "parquet":
-            return con.read_parquet(files)
-        return _read_csv(con, files, text_columns, detect_types_on_all_rows)
+            table = con.read_parquet(files)
+        else:
+            table = _read_csv(con, files, text_columns, detect_types_on_all_rows)
     except Exception as exc:  # the backends raise many types; the user needs one sentence
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputContractError(f"{label} '{text}' cannot be read: {reason}") from exc
+    return _clean_column_names(table, f"{label} '{text}'")
+
+
+def clean_name(name: str) -> str:
+    """A column name without a byte-order mark and surrounding spaces."""
+    return name.replace("\ufeff", "").strip()
+
+
+def _clean_column_names(table: ibis.Table, where: str) -> ibis.Table:
+    renames: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for column in table.columns:
+        clean = clean_name(column)
+        key = clean.upper()
+        if key in seen:
+            raise InputContractError(
+                f"{where}: columns '{seen[key]}' and '{column}' are the same name once spaces "
+                "and case are ignored; rename one of them."
+            )
+        seen[key] = column
+        if clean != column:
+            renames[clean] = column
+    return table.rename(renames) if renames else table
 
 
 def read_internal_sales(con: ibis.BaseBackend, spec: str | Path) -> ibis.Table:
     """Open and validate the internal sales (SKU_NBR, STORE_NBR, CAT_DSC, TOTAL_SALES)."""
-    table = read_table(con, spec, INTERNAL_SALES.label, text_columns=INTERNAL_SALES.column_names)
-    return validate_internal_sales(table, str(spec))
+    source = _source_name(spec, INTERNAL_SALES.label)
+    table = read_table(con, source, INTERNAL_SALES.label, text_columns=INTERNAL_SALES.column_names)
+    return validate_internal_sales(table, source)
 
 
 def read_need_states(con: ibis.BaseBackend, spec: str | Path) -> ibis.Table:
     """Open and validate the need-state map (PRODUCT_ID, CATEGORY, NEED_STATE, CDT)."""
-    table = read_table(con, spec, NEED_STATES.label, text_columns=NEED_STATES.column_names)
-    return validate_need_states(table, str(spec))
+    source = _source_name(spec, NEED_STATES.label)
+    table = read_table(con, source, NEED_STATES.label, text_columns=NEED_STATES.column_names)
+    return validate_need_states(table, source)
+
+
+def _source_name(spec: str | Path, label: str) -> str:
+    """The file or folder a spec names (so messages name what the user has), or the table."""
+    text = str(spec)
+    if any(text.startswith(prefix) for prefix in _TABLE_PREFIXES):
+        return text
+    return resolve_spec(text, label)
 
 
 def read_external_sources(
@@ -96,22 +137,43 @@ def read_external_sources(
 ) -> list[tuple[str, pd.DataFrame]]:
     """Open, validate and load every external feature source as (source name, pandas frame).
 
-    External data is one row per store, so it is small enough to load; CSV types are detected
-    on every row so that a column with text anywhere is read as text (and later dropped or
-    encoded), never half-read as numbers.
+    Each file is a source: a folder or glob of external files is several sources (vendors)
+    joined on STORE_NBR later. External data is one row per store, so it is small enough to
+    load; CSV types are detected on every row so that a column with text anywhere is read as
+    text (and later dropped or encoded), never half-read as numbers.
     """
     sources: list[tuple[str, pd.DataFrame]] = []
     for spec in specs:
-        table = read_table(
-            con,
-            spec,
-            EXTERNAL.label,
-            text_columns=EXTERNAL.column_names,
-            detect_types_on_all_rows=True,
-        )
-        validated = validate_external(table, str(spec))
-        sources.append((str(spec), validated.execute()))
+        for source in _external_files(str(spec)):
+            table = read_table(
+                con,
+                source,
+                EXTERNAL.label,
+                text_columns=EXTERNAL.column_names,
+                detect_types_on_all_rows=True,
+            )
+            validated = validate_external(table, source)
+            sources.append((source, validated.execute()))
     return sources
+
+
+def _external_files(spec: str) -> list[str]:
+    """The files of one external location, each a source of its own."""
+    if any(spec.startswith(prefix) for prefix in _TABLE_PREFIXES):
+        return [spec]
+    resolved = resolve_spec(spec, EXTERNAL.label)
+    if Path(resolved).is_dir():
+        files = sorted(
+            str(p)
+            for p in Path(resolved).iterdir()
+            if p.is_file() and p.name.lower().endswith(DATA_SUFFIXES) and not p.name.startswith(".")
+        )
+        if not files:
+            raise InputContractError(
+                f"{EXTERNAL.label}: no parquet or CSV file in directory '{resolved}'."
+            )
+        return files
+    return _matching_files(resolved, EXTERNAL.label)
 
 
 def _existing_table(con: ibis.BaseBackend, name: str, label: str) -> ibis.Table:
@@ -124,8 +186,38 @@ def _existing_table(con: ibis.BaseBackend, name: str, label: str) -> ibis.Table:
         raise InputContractError(f"{label}: no table named '{name}' in the database.") from exc
 
 
+def named_locations(spec: str | Path) -> list[Path]:
+    """Where a spec without a data suffix may be: ``NAME.parquet`` … ``NAME.csv.gz`` and the
+    folder ``NAME/``; empty for a spec that is a glob or has a data suffix."""
+    text = str(spec)
+    if _GLOB_CHARACTERS & set(text) or text.lower().endswith(DATA_SUFFIXES):
+        return []
+    path = Path(text)
+    return [path.with_name(path.name + suffix) for suffix in DATA_SUFFIXES] + [path]
+
+
+def resolve_spec(spec: str | Path, label: str) -> str:
+    """``spec`` itself, or the one file or folder its name points at (see the module text)."""
+    text = str(spec)
+    path = Path(text)
+    candidates = named_locations(text)
+    if not candidates or path.is_file():
+        return text
+    found = [c for c in candidates if c.is_file() or (c == path and c.is_dir())]
+    if len(found) > 1:
+        names = " and ".join(f"'{f}'" for f in found)
+        raise InputContractError(f"{label}: both {names} exist; keep one of them.")
+    if not found:
+        raise InputContractError(
+            f"{label}: no file matches '{text}' (looked for {path.name}.parquet, "
+            f"{path.name}.csv and a folder {path.name}/)."
+        )
+    return str(found[0])
+
+
 def _matching_files(spec: str, label: str) -> list[str]:
     """Files a spec names: itself, a directory's parquet (else CSV) files, or a glob's matches."""
+    spec = resolve_spec(spec, label)
     if _GLOB_CHARACTERS & set(spec):
         files = sorted(p for p in glob.glob(spec, recursive=True) if Path(p).is_file())
         if not files:
@@ -174,7 +266,7 @@ def _read_csv(
     sniffed = con.read_csv(files, **options)
     # Match names case-insensitively, as the contracts do; DuckDB refuses types for absent ones.
     wanted = {name.upper() for name in text_columns}
-    as_text = {c: "VARCHAR" for c in sniffed.columns if c.strip().upper() in wanted}
+    as_text = {c: "VARCHAR" for c in sniffed.columns if clean_name(c).upper() in wanted}
     if not as_text:
         return sniffed
     return con.read_csv(files, types=as_text, **options)

@@ -23,6 +23,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from clustering.core.errors import ClusteringError
+from clustering.io.readers import named_locations
 from clustering.io.writers import atomic_path, write_frame, write_json
 from clustering.sample.generator import (
     SALES_SCHEMA,
@@ -44,6 +45,21 @@ TRUTH_DIR = "truth"
 INTERNAL_TRUTH_FILE = "internal_truth.parquet"
 EXTERNAL_TRUTH_FILE = "external_truth.parquet"
 TRUTH_JSON_FILE = "truth.json"
+
+
+def existing_inputs(folder: Path) -> tuple[list[Path], list[str]]:
+    """The pipeline inputs already in ``folder`` (files or folders by name, any of the formats
+    the readers take), and the names of those missing."""
+    present: list[Path] = []
+    missing: list[str] = []
+    for stem in (INTERNAL_SALES_FILE, NEED_STATE_FILE, EXTERNAL_FILE):
+        name = stem.split(".")[0]
+        found = [p for p in named_locations(Path(folder) / name) if p.exists()]
+        if found:
+            present.append(found[0])
+        else:
+            missing.append(name)
+    return present, missing
 
 
 @dataclass(frozen=True)

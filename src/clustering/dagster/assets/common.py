@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import dagster as dg
 import pandas as pd
@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from clustering.core.errors import ClusteringError
 from clustering.core.params import ClusteringParams, MergingParams
+from clustering.core.quality import Finding
 from clustering.core.tables import missing_or_extra_stores
 from clustering.dagster.resources.io_manager import EXPORT_KEY
 
@@ -174,6 +175,17 @@ def size_check(below: Mapping[str, int], too_small: Mapping[str, int]) -> dg.Ass
     )
 
 
+def quality_check(name: str, findings: Sequence[Finding]) -> dg.AssetCheckResult:
+    """A data-quality check result: a warning listing every finding, or passed."""
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=not findings,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"findings": dg.MetadataValue.json([f.sentence for f in findings])},
+        description="; ".join(f.sentence for f in findings) or "no data-quality problem found",
+    )
+
+
 def preview(frame: pd.DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
     """The first rows of ``frame`` as a Markdown table for the UI."""
     head = frame.head(rows)
@@ -185,9 +197,9 @@ def preview(frame: pd.DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
-def store_metadata(frame: pd.DataFrame) -> dict[str, object]:
+def store_metadata(frame: pd.DataFrame) -> dict[str, Any]:
     """Rows, stores and categories of a table with STORE_NBR / CATEGORY columns, and a preview."""
-    metadata: dict[str, object] = {"rows": len(frame), "preview": preview(frame)}
+    metadata: dict[str, Any] = {"rows": len(frame), "preview": preview(frame)}
     if "STORE_NBR" in frame.columns:
         metadata["stores"] = int(frame["STORE_NBR"].nunique())
     if "CATEGORY" in frame.columns:

@@ -1,11 +1,15 @@
 """Merging assets: the final clusters per category (internal first, or the reference system's
 demand clusters folded by nearest centroid) as the final table and a per-category summary."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 import pandas as pd
 
+from clustering.core.external_preprocessing import external_coverage
 from clustering.core.merging import OUTCOME_TOO_SMALL, MergeSummary, merge_categories
 from clustering.core.plots import cluster_sizes_png, markdown_image
+from clustering.core.quality import coverage_findings, failures
 from clustering.core.tables import (
     EXTERNAL_SET,
     frames_from_table,
@@ -18,6 +22,7 @@ from clustering.dagster.assets.common import (
     catalogue,
     coverage_check,
     preview,
+    quality_check,
     size_check,
     store_metadata,
     table_schema,
@@ -77,6 +82,14 @@ SUMMARY_SCHEMA = table_schema(
             tags={"stage": "merging"},
         ),
     },
+    check_specs=[
+        dg.AssetCheckSpec(
+            "external_coverage",
+            asset="final_store_clusters",
+            description="Stores with mapped sales but no external features stay below "
+            "params.quality.stores_without_external_warn (a warning).",
+        )
+    ],
 )
 def merge_clusters(
     context: dg.AssetExecutionContext,
@@ -86,15 +99,24 @@ def merge_clusters(
     internal_features: pd.DataFrame,
     external_assignments: pd.DataFrame,
     external_features: pd.DataFrame,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
     """Final clusters per category by ``merging.strategy`` (default internal_first: internal
     clusters split by external cluster where every part keeps the minimum size)."""
     params = config.apply(settings.config.params.merging)
+    external_matrix = frames_from_table(external_features).get(EXTERNAL_SET)
+    coverage = external_coverage(
+        external_matrix if external_matrix is not None else pd.DataFrame(),
+        internal_assignments["STORE_NBR"].unique(),
+    )
+    findings = coverage_findings(coverage, settings.config.params.quality)
+    stop = failures(findings)
+    if stop:
+        raise dg.Failure(description=f"data quality: {stop[0]}", allow_retries=False)
     final, summaries = merge_categories(
         labels_from_table(internal_assignments),
         frames_from_table(internal_features),
         labels_from_table(external_assignments).get(EXTERNAL_SET),
-        frames_from_table(external_features).get(EXTERNAL_SET),
+        external_matrix,
         params,
     )
     summary = pd.DataFrame([s.as_dict() for s in summaries])
@@ -109,6 +131,8 @@ def merge_clusters(
                     f"{final['CATEGORY'].nunique()} categories ({len(final):,} store × category "
                     f"rows, merging strategy {params.strategy})",
                     *(_category_line(s) for s in summaries),
+                    *coverage.describe().splitlines(),
+                    *(f"  warning: {f.sentence}" for f in findings),
                 ]
             ),
             "stores_without_external": int(final["EXTERNAL_CLUSTER"].isna().sum()),
@@ -124,7 +148,9 @@ def merge_clusters(
         {"rows": len(summary), "preview": preview(summary, rows=len(summary))},
         output_name="merging_summary",
     )
-    return final, summary
+    yield dg.Output(final, output_name="final_store_clusters")
+    yield dg.Output(summary, output_name="merging_summary")
+    yield quality_check("external_coverage", findings)
 
 
 def _category_line(summary: MergeSummary) -> str:

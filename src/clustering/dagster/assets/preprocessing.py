@@ -2,18 +2,28 @@
 and the preprocessing assets: the validated need-state map, sales by need state, and external
 store features."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 import ibis
 import pandas as pd
 
 from clustering.core.contracts import EXTERNAL, INTERNAL_SALES, NEED_STATES, Contract
+from clustering.core.errors import InputContractError
 from clustering.core.external_preprocessing import combine_external_sources
-from clustering.core.internal_preprocessing import execute_shares, match_summary, share_table
+from clustering.core.internal_preprocessing import (
+    execute_shares,
+    match_summary,
+    no_matching_keys_error,
+    share_table,
+)
+from clustering.core.quality import Finding, failures, internal_findings
 from clustering.dagster.assets.common import (
     OWNERS,
     catalogue,
     preview,
     progress_to,
+    quality_check,
     store_metadata,
     table_schema,
     user_errors,
@@ -125,36 +135,62 @@ def need_state_map(context: dg.AssetExecutionContext, inputs: InputReaderResourc
             SHARE="float64: % of the store's category sales; 100 per store and category",
         )
     ),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "data_quality",
+            asset="internal_need_state_sales",
+            description="Sales on SKUs missing from the need-state map, SKUs the map puts in "
+            "another category, store × category pairs without shares: each below its "
+            "params.quality threshold (a warning).",
+        )
+    ],
 )
 def internal_need_state_sales(
     context: dg.AssetExecutionContext,
+    settings: ClusteringSettings,
     inputs: InputReaderResource,
     logger: LoggerResource,
     need_state_map: pd.DataFrame,
-) -> pd.DataFrame:
+) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
     """Sales per category × store × need state and the need state's SHARE (%) of the store's
     category sales. Aggregated where the sales live (DuckDB on files, or the SQL engine)."""
     with user_errors():
         opened = inputs.open()
         need_states = ibis.memtable(need_state_map)
-        shares = execute_shares(share_table(opened.sales, need_states))
         summary = match_summary(opened.sales, need_states)
+        if summary.skus and summary.unmatched_skus == summary.skus:
+            raise no_matching_keys_error(opened.sales, need_states, opened.need_states_source)
+        findings = internal_findings(summary, settings.config.params.quality)
+        stop = failures(findings)
+        if stop:
+            raise InputContractError(f"data quality: {stop[0]}")
+        shares = execute_shares(share_table(opened.sales, need_states))
     report = progress_to(context, logger.get_logger())
     for line in summary.describe().splitlines():
         report(line)
     frame = shares.astype({"CATEGORY": str, "NEED_STATE": str})
-    context.add_output_metadata(
-        {
+    highlights = [
+        f"Data quality: {summary.unmatched_sales_pct:.2f}% of sales on SKUs missing from the "
+        f"need-state map ({summary.unmatched_skus:,} of {summary.skus:,} SKUs); "
+        f"{summary.category_mismatch_skus:,} SKUs in another category than the map; "
+        f"{summary.stores_without_matched_sales_count:,} store × category pairs without shares",
+        *(f"  warning: {f.sentence}" for f in findings),
+    ]
+    yield dg.Output(
+        frame,
+        metadata={
             **store_metadata(frame),
             "source": opened.describe(),
             "sales_rows": summary.sales_rows,
             "unmatched_skus": summary.unmatched_skus,
             "unmatched_sales_pct": round(summary.unmatched_sales_pct, 4),
+            "category_mismatch_skus": summary.category_mismatch_skus,
             "stores_without_matched_sales": summary.stores_without_matched_sales_count,
             "matching": dg.MetadataValue.md(summary.describe().replace("\n", "  \n")),
-        }
+            "summary": "\n".join(highlights),
+        },
     )
-    return frame
+    yield quality_check("data_quality", findings)
 
 
 @dg.asset(
@@ -166,24 +202,41 @@ def internal_need_state_sales(
     metadata=catalogue(
         table_schema(STORE_NBR="int64", **{"…": "float64: one column per numeric store feature"})
     ),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "data_quality",
+            asset="external_store_features",
+            description="No rows de-duplicated and no column merged across sources (a warning "
+            "when the sources needed either).",
+        )
+    ],
 )
 def external_store_features(
     context: dg.AssetExecutionContext, settings: ClusteringSettings, inputs: InputReaderResource
-) -> pd.DataFrame:
-    """External sources joined on STORE_NBR: numeric store features only (text and identifier
-    columns dropped and listed), one row per store."""
+) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
+    """External sources joined on STORE_NBR: numeric store features only (text, identifier and
+    coordinate columns left out and listed), one row per store."""
     with user_errors():
         combined = combine_external_sources(
             inputs.open().external_sources, settings.config.params.external
         )
     frame = combined.features.reset_index()
-    context.add_output_metadata(
-        {
+    left_out = ", ".join(f"{c} ({why})" for c, why in sorted(combined.dropped_columns.items()))
+    highlights = [
+        f"External features: {len(combined.features.columns)} from "
+        f"{len(combined.sources)} source(s) for {len(frame):,} stores; left out: "
+        f"{left_out or 'nothing'}",
+        *(f"  warning: {w}" for w in combined.warnings),
+    ]
+    yield dg.Output(
+        frame,
+        metadata={
             **store_metadata(frame),
             "sources": ", ".join(combined.sources),
             "features": len(combined.features.columns),
             "dropped_columns": dg.MetadataValue.json(combined.dropped_columns),
             "duplicate_rows_dropped": combined.duplicate_rows_dropped,
-        }
+            "summary": "\n".join(highlights),
+        },
     )
-    return frame
+    yield quality_check("data_quality", [Finding("warning", w) for w in combined.warnings])

@@ -6,6 +6,11 @@ concurrent steps and runs queue instead of failing on DuckDB's single-writer loc
 definition metadata names export formats (``clustering/export: "parquet,csv"``) is also written
 to ``<exports_dir>/<asset>.<format>``, from the frame as stored. Loading an asset that was never
 materialized fails with one sentence naming the job to run.
+
+Every table carries its lineage: for each step it was built from, directly or not, the run that
+step ran in. A step whose inputs disagree — two tables of one step from different runs (a run
+stopped between writing them), or a table built from an older input than the one beside it —
+stops with one sentence naming the job to run again, instead of combining them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+from pydantic import PrivateAttr
 
 from clustering.core.errors import ClusteringError
 from clustering.io.duckdb_store import (
@@ -29,6 +35,13 @@ from clustering.io.writers import write_frame
 #: Definition metadata key naming an asset's export formats (parquet, csv).
 EXPORT_KEY = "clustering/export"
 EXPORT_FORMATS = ("parquet", "csv")
+
+
+class InconsistentInputsError(dg.Failure, ClusteringError):
+    """A step's inputs come from runs that do not belong together."""
+
+    def __init__(self, sentence: str) -> None:
+        super().__init__(description=sentence, allow_retries=False)
 
 
 class AssetNotMaterializedError(dg.Failure, ClusteringError):
@@ -50,6 +63,11 @@ class ClusteringIOManager(dg.ConfigurableIOManager):
     producing_jobs: dict[str, str] = {}  # noqa: RUF012 - pydantic copies it
     lock_timeout_s: float = 600
 
+    # Per consuming step (run id, step key): the lineage of the inputs loaded so far, and which
+    # input brought each entry (for the sentence).
+    _lineage: dict[tuple[str, str], dict[str, str]] = PrivateAttr(default_factory=dict)
+    _via: dict[tuple[str, str], dict[str, str]] = PrivateAttr(default_factory=dict)
+
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         """Write ``obj`` as the asset's table (and its exports); record where it went."""
         schema, name = _location(context)
@@ -58,7 +76,9 @@ class ClusteringIOManager(dg.ConfigurableIOManager):
                 f"asset {name} returned {type(obj).__name__}; every asset of the pipeline "
                 "returns a pandas DataFrame."
             )
-        rows = self._store().write_table(schema, name, obj)
+        step = (context.run_id, context.step_key)
+        lineage = {**self._lineage.get(step, {}), context.step_key: context.run_id}
+        rows = self._store().write_table(schema, name, obj, tags={"lineage": lineage})
         stored = storable_frame(obj)
         metadata: dict[str, Any] = {
             "dagster/table_name": qualified_name(schema, name),
@@ -83,7 +103,7 @@ class ClusteringIOManager(dg.ConfigurableIOManager):
             raise ClusteringError(f"input {context.name} has no upstream asset to load.")
         schema, name = _location(upstream)
         try:
-            return self._store().read_table(schema, name)
+            frame, tags = self._store().read_with_tags(schema, name)
         except TableNotFoundError:
             job = self.producing_jobs.get(name)
             action = f"run {job} first" if job else "materialize it first"
@@ -91,6 +111,33 @@ class ClusteringIOManager(dg.ConfigurableIOManager):
                 f"asset {name} has never been materialized (no table "
                 f"{qualified_name(schema, name)} in {self.duckdb_path}); {action}."
             ) from None
+        step_context = context.step_context
+        self._check_lineage(
+            (step_context.run_id, step_context.step.key), name, tags.get("lineage") or {}
+        )
+        return frame
+
+    def _check_lineage(self, step: tuple[str, str], name: str, lineage: dict[str, str]) -> None:
+        seen = self._lineage.setdefault(step, {})
+        via = self._via.setdefault(step, {})
+        for producer, run_id in lineage.items():
+            if seen.get(producer, run_id) != run_id:
+                other = via[producer]
+                job = self.producing_jobs.get(name)
+                same_job = job is not None and job == self.producing_jobs.get(other)
+                again = (
+                    f"run {job} again, then this job"
+                    if same_job
+                    else f"run full_pipeline_job (or every job from {producer} on) again"
+                )
+                raise InconsistentInputsError(
+                    f"inputs {other} and {name} of step {step[1]} do not belong together: "
+                    f"they were built from different runs of {producer} (run {seen[producer]} "
+                    f"and run {run_id}; a run stopped half-way or an upstream job ran alone); "
+                    f"{again}."
+                )
+            seen[producer] = run_id
+            via.setdefault(producer, name)
 
     def _store(self) -> DuckDBStore:
         return DuckDBStore(Path(self.duckdb_path), lock_timeout_s=self.lock_timeout_s)

@@ -30,7 +30,7 @@ MAX_CHECK_LINE = 600
 """A check's line is cut here: an alert names the problem, the run page has the whole table."""
 
 
-_CLASS_PREFIX = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Failure):\s*")
+_CLASS_PREFIX = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?(?:[A-Z]\w*)?(?:Error|Exception|Failure):\s*")
 
 
 def build_internal_clustering_complete_sensor(
@@ -107,7 +107,10 @@ def failure_alert(context: dg.RunFailureSensorContext, run_url: str | None) -> A
         first = step_failures[0]
         step = first.step_key
         data = first.event_specific_data
-        message = _error_message(getattr(data, "error", None))
+        # A dagster.Failure carries the sentence itself; other errors their (innermost) message.
+        described = getattr(getattr(data, "user_failure_data", None), "description", None)
+        message = one_sentence(described) if described else None
+        message = message or _error_message(getattr(data, "error", None))
     if not message:
         message = one_sentence(context.failure_event.message or "") or "the run failed."
     return Alert(

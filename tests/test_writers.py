@@ -1,0 +1,49 @@
+"""Result files: written whole or not at all, with the permissions any new file would get."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clustering.io.writers import write_frame, write_json
+
+
+@pytest.fixture
+def umask_027() -> Iterator[None]:
+    previous = os.umask(0o027)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+@pytest.mark.usefixtures("umask_027")
+def test_exports_follow_the_umask(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"STORE_NBR": [1, 2]})
+    for path in [
+        write_frame(frame, tmp_path / "final.parquet"),
+        write_frame(frame, tmp_path / "final.csv"),
+        write_json({"a": 1}, tmp_path / "summary.json"),
+    ]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640, path.name  # 0666 & ~027
+
+
+def test_a_failed_write_leaves_the_earlier_file(tmp_path: Path) -> None:
+    target = write_frame(pd.DataFrame({"A": [1]}), tmp_path / "final.csv")
+    with pytest.raises(ValueError):
+        write_frame(pd.DataFrame({"A": [1]}), tmp_path / "final.txt")
+    before = target.read_bytes()
+
+    class Broken(pd.DataFrame):
+        def to_csv(self, *args: object, **kwargs: object) -> None:  # type: ignore[override]
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_frame(Broken({"A": [2]}), target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["final.csv"]
