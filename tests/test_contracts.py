@@ -160,7 +160,7 @@ def test_nan_sales_are_not_a_number() -> None:
         )
     )
     message = error_of(validate_internal_sales, table, SALES_PATH)
-    assert "column TOTAL_SALES must be a number ≥ 0; 1 row cannot be read as one" in message
+    assert "column TOTAL_SALES must be a finite number; 1 row is NaN or infinite" in message
     assert "TOTAL_SALES=nan" in message
 
 

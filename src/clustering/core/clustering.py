@@ -184,8 +184,36 @@ def mixture_bic(values: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float(-2.0 * log_likelihood + parameters * np.log(n))
 
 
+class _SilhouetteSample:
+    """Silhouette of any labelling on one fixed sample of the selection stores, whose pairwise
+    distances are computed once (instead of once per k)."""
+
+    def __init__(self, values: np.ndarray, params: ClusteringParams) -> None:
+        from sklearn.metrics import pairwise_distances
+
+        n = len(values)
+        size = min(n, params.silhouette_sample_size)
+        rng = np.random.default_rng(params.seed + 7)
+        self.rows = np.sort(rng.choice(n, size, replace=False)) if size < n else np.arange(n)
+        self.distances = pairwise_distances(values[self.rows]) if size > 2 else None
+
+    def __call__(self, labels: np.ndarray) -> float:
+        from sklearn.metrics import silhouette_score
+
+        sampled = labels[self.rows]
+        groups = len(np.unique(sampled))
+        if self.distances is None or groups < 2 or groups >= len(sampled):
+            return float("nan")
+        return float(silhouette_score(self.distances, sampled, metric="precomputed"))
+
+
 def _curve_row(
-    values: np.ndarray, labels: np.ndarray, k: int, scale: float, params: ClusteringParams
+    values: np.ndarray,
+    labels: np.ndarray,
+    k: int,
+    scale: float,
+    params: ClusteringParams,
+    silhouette: _SilhouetteSample | None = None,
 ) -> dict[str, object]:
     """Metrics of one k on the selection stores; sizes scaled to the whole category."""
     from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
@@ -193,9 +221,10 @@ def _curve_row(
     counts = np.bincount(labels, minlength=k)
     smallest = round(float(counts.min()) * scale) if len(labels) else 0
     several = len(np.unique(labels)) >= 2
+    measured = silhouette(labels) if silhouette else sampled_silhouette(values, labels, params)
     return {
         "k": k,
-        "silhouette": sampled_silhouette(values, labels, params) if several else np.nan,
+        "silhouette": measured if several else np.nan,
         "calinski_harabasz": float(calinski_harabasz_score(values, labels)) if several else np.nan,
         "davies_bouldin": float(davies_bouldin_score(values, labels)) if several else np.nan,
         "inertia": _inertia(values, labels),
@@ -390,9 +419,10 @@ def choose_k(matrix: pd.DataFrame, params: ClusteringParams) -> ClusterResult:
         scale = n / max(len(selection), 1)
         top = min(params.max_k, n // params.min_cluster_size, n - 1, len(selection) - 1)
         rows = []
+        silhouette = _SilhouetteSample(selection, params) if top >= params.min_k else None
         for k in range(params.min_k, top + 1):
             labels, _ = _kmeans(selection, k, params.selection_n_init, params.seed)
-            rows.append(_curve_row(selection, labels, k, scale, params))
+            rows.append(_curve_row(selection, labels, k, scale, params, silhouette))
         curve = pd.DataFrame(rows, columns=K_CURVE_COLUMNS)
         curve["score"] = np.nan
         curve["stability"] = np.nan

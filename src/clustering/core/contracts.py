@@ -213,7 +213,8 @@ def _problems(table: ibis.Table, contract: Contract) -> list[_Problem]:
         value = table[column.name]
         unreadable = _unreadable(value, column.kind)
         if unreadable is not None:
-            rule: Rule = "not finite" if value.type().is_floating() else "unreadable"
+            floating = value.type().is_floating() and column.kind == "float"
+            rule: Rule = "not finite" if floating else "unreadable"
             problems.append(_Problem(column, rule, unreadable))
         if column.required_value:
             problems.append(_Problem(column, "missing value", value.isnull()))

@@ -81,9 +81,11 @@ class MergeSummary:
 
 def demand_labels(internal: pd.Series, external: pd.Series) -> pd.Series:
     """``"I<int>-E<ext>"`` per store of ``internal``; ``"I<int>-NOEXT"`` without external."""
-    ext = external.reindex(internal.index)
-    ext_part = ext.map(lambda v: NO_EXTERNAL if pd.isna(v) else f"E{int(v)}")
-    return ("I" + internal.astype(int).astype(str) + "-" + ext_part).rename("DEMAND_CLUSTER")
+    ext = pd.to_numeric(external.reindex(internal.index), errors="coerce")
+    ext_part = pd.Series(NO_EXTERNAL, index=internal.index, dtype=object)
+    present = ext.notna().to_numpy()
+    ext_part[present] = "E" + ext[present].astype(np.int64).astype(str)
+    return ("I" + internal.astype(np.int64).astype(str) + "-" + ext_part).rename("DEMAND_CLUSTER")
 
 
 def balanced_space(internal: pd.DataFrame, external: pd.DataFrame) -> pd.DataFrame:
@@ -121,29 +123,40 @@ def _masked_distances(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return np.asarray(distances)
 
 
-def _centroids(space: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
-    return space.groupby(labels.reindex(space.index).to_numpy()).mean()
+def _centroids(points: np.ndarray, codes: np.ndarray, groups: int) -> np.ndarray:
+    """Mean of ``points`` per group ``codes`` (0..groups-1), ignoring NaN (NaN when none)."""
+    present = ~np.isnan(points)
+    values = np.where(present, points, 0.0)
+    sums = np.zeros((groups, points.shape[1]))
+    counts = np.zeros((groups, points.shape[1]))
+    for column in range(points.shape[1]):  # bincount: far faster than np.add.at
+        sums[:, column] = np.bincount(codes, weights=values[:, column], minlength=groups)
+        counts[:, column] = np.bincount(codes, weights=present[:, column], minlength=groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def _distance_to_own(space: pd.DataFrame, labels: pd.Series) -> pd.Series:
-    centroids = _centroids(space, labels)
-    own = centroids.index.get_indexer(pd.Index(labels.reindex(space.index).to_numpy()))
-    distances = _masked_distances(space.to_numpy(dtype=float), centroids.to_numpy(dtype=float))
-    return pd.Series(distances[np.arange(len(space)), own], index=space.index, name="DISTANCE")
+def _distance_to_own(points: np.ndarray, final: np.ndarray) -> np.ndarray:
+    """Each store's distance to the centroid of its own final cluster (masked as above)."""
+    codes, names = pd.factorize(final)
+    centres = _centroids(points, np.asarray(codes), len(names))[codes]
+    valid = ~np.isnan(points)
+    squared = np.where(valid, np.nan_to_num(points - centres) ** 2, 0.0).sum(axis=1)
+    distance = np.sqrt(squared)
+    distance[(valid & np.isnan(centres)).any(axis=1)] = np.inf
+    return np.asarray(distance)
 
 
-def _nearest(space: pd.DataFrame, stores: pd.Index, targets: pd.DataFrame) -> pd.Series:
-    """For each store, the label (index of ``targets``) of the nearest target centroid."""
-    points = space.loc[stores].to_numpy(dtype=float)
-    distances = _masked_distances(points, targets.to_numpy(dtype=float))
+def _nearest(points: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """For each point, the row of the nearest target centroid."""
+    distances = _masked_distances(points, targets)
     # A store with external features never lands on a centroid that lacks them; when every
     # target lacks some dimension, compare over the dimensions both have.
     unreachable = ~np.isfinite(distances).any(axis=1)
     if unreachable.any():
-        filled = np.nan_to_num(targets.to_numpy(dtype=float))
-        fallback = _masked_distances(np.nan_to_num(points[unreachable]), filled)
+        fallback = _masked_distances(np.nan_to_num(points[unreachable]), np.nan_to_num(targets))
         distances[unreachable] = fallback
-    return pd.Series(targets.index.to_numpy()[distances.argmin(axis=1)], index=stores)
+    return np.asarray(distances.argmin(axis=1))
 
 
 def _part_label(internal: int, externals: list[int]) -> str:
@@ -151,109 +164,120 @@ def _part_label(internal: int, externals: list[int]) -> str:
 
 
 def _internal_first(
-    space: pd.DataFrame,
-    internal: pd.Series,
-    external: pd.Series,
-    params: MergingParams,
-) -> tuple[pd.Series, str]:
-    """Final labels under the internal-first rule, and a note on anything special."""
-    final = pd.Series("", index=internal.index, dtype=object)
+    points: np.ndarray, internal: np.ndarray, external: np.ndarray, params: MergingParams
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Final labels under the internal-first rule, who moved, and a note on anything special.
+
+    ``internal`` holds each store's internal cluster, ``external`` its external cluster (NaN
+    without external features), ``points`` its row of the balanced space.
+    """
+    final = np.empty(len(internal), dtype=object)
+    moved = np.zeros(len(internal), dtype=bool)
     # parts[i] maps a part label to its external clusters; filled per internal cluster.
     parts: dict[int, dict[str, list[int]]] = {}
-    for cluster in sorted(internal.unique()):
-        members = internal.index[internal == cluster]
-        ext = external.reindex(members)
-        sizes = ext.dropna().astype(int).value_counts()
-        kept = sorted(int(e) for e in sizes[sizes >= params.min_cluster_size].index)
+    for cluster in np.unique(internal):
+        members = np.flatnonzero(internal == cluster)
+        ext = external[members]
+        known = ~np.isnan(ext)
+        values, counts = np.unique(ext[known].astype(np.int64), return_counts=True)
+        kept = [int(e) for e, n in zip(values, counts, strict=True) if n >= params.min_cluster_size]
         if len(kept) < 2:
-            final.loc[members] = f"I{int(cluster)}"
+            final[members] = f"I{int(cluster)}"
             continue
-        labels = {e: _part_label(int(cluster), [e]) for e in kept}
-        parts[int(cluster)] = {labels[e]: [e] for e in kept}
-        in_kept = ext.isin(kept)
-        final.loc[members[in_kept.to_numpy()]] = np.array(
-            [labels[int(e)] for e in ext[in_kept]], dtype=object
-        )
-        movers = members[~in_kept.to_numpy()]
+        labels = np.array([_part_label(int(cluster), [e]) for e in kept], dtype=object)
+        parts[int(cluster)] = {str(label): [e] for label, e in zip(labels, kept, strict=True)}
+        in_kept = known & np.isin(ext, kept)
+        part_of = np.searchsorted(np.array(kept), ext[in_kept].astype(np.int64))
+        final[members[in_kept]] = labels[part_of]
+        movers = members[~in_kept]
         if len(movers):
-            kept_stores = members[in_kept.to_numpy()]
-            targets = _centroids(space.loc[kept_stores], final.loc[kept_stores])
-            final.loc[movers] = _nearest(space, movers, targets)
+            centres = _centroids(points[members[in_kept]], part_of, len(kept))
+            final[movers] = labels[_nearest(points[movers], centres)]
+            moved[movers] = True
 
-    note = ""
     total = sum(len(p) for p in parts.values()) + sum(
-        1 for c in internal.unique() if int(c) not in parts
+        1 for c in np.unique(internal) if int(c) not in parts
     )
+    # The closest pair of parts per internal cluster; recomputed only where a join happened.
+    closest: dict[int, tuple[float, str, str]] = {}
     while total > params.max_final_clusters and parts:
-        best: tuple[float, int, str, str] | None = None
         for cluster, cluster_parts in parts.items():
-            if len(cluster_parts) < 2:
+            if cluster in closest or len(cluster_parts) < 2:
                 continue
             names = sorted(cluster_parts)
-            centres = _centroids(space.loc[final.index[final.isin(names)]], final)
-            centres = centres.loc[names].fillna(0.0)
-            values = centres.to_numpy(dtype=float)
+            rows = np.flatnonzero(pd.Series(final).isin(names).to_numpy())
+            codes = pd.Index(names).get_indexer(pd.Index(final[rows]))
+            values = np.nan_to_num(_centroids(points[rows], codes, len(names)))
             gaps = np.sqrt(((values[:, None, :] - values[None, :, :]) ** 2).sum(axis=2))
             np.fill_diagonal(gaps, np.inf)
             i, j = np.unravel_index(int(np.argmin(gaps)), gaps.shape)
-            if best is None or gaps[i, j] < best[0]:
-                best = (float(gaps[i, j]), cluster, names[i], names[j])
-        if best is None:
+            closest[cluster] = (float(gaps[i, j]), names[i], names[j])
+        if not closest:
             break
-        _, cluster, first, second = best
+        cluster = min(closest, key=lambda c: (closest[c][0], c))
+        _, first, second = closest.pop(cluster)
         joined = parts[cluster].pop(first) + parts[cluster].pop(second)
         label = _part_label(cluster, joined)
         parts[cluster][label] = joined
-        final[final.isin([first, second])] = label
+        final[pd.Series(final).isin([first, second]).to_numpy()] = label
         if len(parts[cluster]) == 1:
             # A single remaining part is the whole internal cluster again.
             only = next(iter(parts[cluster]))
             final[final == only] = f"I{cluster}"
             del parts[cluster]
         total -= 1
+    note = ""
     if total > params.max_final_clusters:
         note = (
             f"{total} internal clusters exceed max_final_clusters = "
             f"{params.max_final_clusters}; internal clusters are never mixed"
         )
-    return final, note
+    return final, moved, note
 
 
 def _nearest_centroid(
-    space: pd.DataFrame,
-    internal: pd.Series,
-    external: pd.Series,
-    params: MergingParams,
-) -> tuple[pd.Series, str]:
+    points: np.ndarray, internal: np.ndarray, demand: np.ndarray, params: MergingParams
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Final labels under the reference system's rule (balanced space, size and count caps)."""
-    demand = demand_labels(internal, external)
-    sizes = demand.value_counts()
-    large = sizes[sizes >= params.min_cluster_size]
+    codes, names = pd.factorize(demand, sort=True)
+    sizes = np.bincount(codes, minlength=len(names))
+    large = [i for i in range(len(names)) if sizes[i] >= params.min_cluster_size]
     # The largest clusters are kept first; ties by label so the choice never depends on order.
-    kept = sorted(large.index, key=lambda label: (-int(large[label]), str(label)))[
-        : params.max_final_clusters
-    ]
+    kept = sorted(large, key=lambda i: (-int(sizes[i]), str(names[i])))[: params.max_final_clusters]
     if not kept:
         note = (
             f"no demand cluster reaches {params.min_cluster_size} stores; the final clusters "
             "are the internal clusters"
         )
-        return internal.map(lambda c: f"I{int(c)}").astype(object), note
+        labels = np.array([f"I{int(c)}" for c in internal], dtype=object)
+        return labels, np.zeros(len(internal), dtype=bool), note
     final = demand.astype(object).copy()
-    movers = demand.index[~demand.isin(kept).to_numpy()]
-    if len(movers):
-        targets = _centroids(space, demand).loc[kept]
-        final.loc[movers] = _nearest(space, movers, targets)
-    return final, ""
+    moved = ~np.isin(codes, kept)
+    if moved.any():
+        centres = _centroids(points, codes, len(names))[kept]
+        final[moved] = np.asarray(names)[np.array(kept)][_nearest(points[moved], centres)]
+    return final, moved, ""
 
 
 def _homogeneity(truth: pd.Series, found: pd.Series) -> float:
-    from sklearn.metrics import homogeneity_score
-
+    """Homogeneity of ``found`` with respect to ``truth`` (1: no found cluster mixes two truth
+    classes), over the stores where both are known; 1.0 when truth has one class."""
     both = pd.concat([truth.rename("t"), found.rename("f")], axis=1).dropna()
-    if both.empty or both["t"].nunique() < 2:
+    true_codes, true_names = pd.factorize(both["t"])
+    found_codes, found_names = pd.factorize(both["f"])
+    if len(true_names) < 2:
         return 1.0
-    return float(homogeneity_score(both["t"].astype(str), both["f"].astype(str)))
+    table = np.bincount(
+        true_codes * len(found_names) + found_codes, minlength=len(true_names) * len(found_names)
+    ).reshape(len(true_names), len(found_names))
+    n = table.sum()
+    class_p = table.sum(axis=1) / n
+    entropy = -float(np.sum(class_p[class_p > 0] * np.log(class_p[class_p > 0])))
+    cluster_n = table.sum(axis=0)
+    nonzero = table > 0
+    joint = table[nonzero] / n
+    conditional = -float(np.sum(joint * np.log(table[nonzero] / cluster_n[np.nonzero(nonzero)[1]])))
+    return 1.0 - conditional / entropy if entropy > 0 else 1.0
 
 
 def merge_category(
@@ -270,48 +294,49 @@ def merge_category(
     ``external_labels``/``external_matrix`` cover every store with external features.
     """
     stores = internal_labels.index
-    internal = internal_labels.astype(int)
-    external = external_labels.reindex(stores)
-    space = balanced_space(internal_matrix.reindex(stores), external_matrix)
+    internal = internal_labels.astype(np.int64)
+    external = pd.to_numeric(external_labels.reindex(stores), errors="coerce")
+    points = balanced_space(internal_matrix.reindex(stores), external_matrix).to_numpy(float)
     demand = demand_labels(internal, external_labels)
+    internal_values = internal.to_numpy()
 
     if len(stores) < params.min_cluster_size:
-        only = f"I{int(internal.iloc[0])}" if internal.nunique() == 1 else "ALL"
-        final = pd.Series(only, index=stores, dtype=object)
+        only = f"I{int(internal_values[0])}" if internal.nunique() == 1 else "ALL"
+        final = np.full(len(stores), only, dtype=object)
+        moved = np.zeros(len(stores), dtype=bool)
         outcome = OUTCOME_TOO_SMALL
         note = (
             f"{len(stores)} stores, fewer than min_cluster_size = {params.min_cluster_size}: "
             "the category forms one final cluster"
         )
     elif params.strategy == "internal_first":
-        final, note = _internal_first(space, internal, external, params)
-        split = final.str.contains("-E", regex=False).any()
+        final, moved, note = _internal_first(
+            points, internal_values, external.to_numpy(dtype=float), params
+        )
+        split = any("-E" in str(label) for label in set(final))
         outcome = OUTCOME_SPLIT if split else OUTCOME_UNSPLIT
     else:
-        final, note = _nearest_centroid(space, internal, external, params)
+        final, moved, note = _nearest_centroid(
+            points, internal_values, demand.to_numpy(dtype=object), params
+        )
         outcome = OUTCOME_INTERNAL_FALLBACK if note else OUTCOME_SPLIT
 
-    # A store is reassigned when its final cluster is not the one its own internal × external
-    # pair would give: it joined another part (or another demand cluster's centroid).
-    own = _own_label(final, internal, external, params.strategy)
-    moved_anyone = outcome not in (OUTCOME_TOO_SMALL, OUTCOME_INTERNAL_FALLBACK)
-    reassigned = (final != own) & moved_anyone
-    distance = _distance_to_own(space, final)
     frame = pd.DataFrame(
         {
             "STORE_NBR": stores.to_numpy(dtype=np.int64),
             "CATEGORY": category,
-            "INTERNAL_CLUSTER": internal.to_numpy(dtype=np.int64),
+            "INTERNAL_CLUSTER": internal_values,
             "EXTERNAL_CLUSTER": external.astype("Int64").to_numpy(),
-            "DEMAND_CLUSTER": demand.reindex(stores).to_numpy(dtype=object),
-            "REBALANCED_CLUSTER": final.reindex(stores).to_numpy(dtype=object),
-            "REASSIGNED": reassigned.reindex(stores).to_numpy(dtype=bool),
-            "DISTANCE": distance.reindex(stores).to_numpy(dtype=float),
+            "DEMAND_CLUSTER": demand.to_numpy(dtype=object),
+            "REBALANCED_CLUSTER": final,
+            "REASSIGNED": moved,
+            "DISTANCE": _distance_to_own(points, final),
         },
         columns=FINAL_COLUMNS,
     )
     frame["EXTERNAL_CLUSTER"] = frame["EXTERNAL_CLUSTER"].astype("Int64")
     sizes = frame["REBALANCED_CLUSTER"].value_counts()
+    final_series = pd.Series(final, index=stores)
     summary = MergeSummary(
         category=category,
         strategy=params.strategy,
@@ -320,31 +345,14 @@ def merge_category(
         demand_clusters=int(demand.nunique()),
         final_clusters=len(sizes),
         smallest_final_cluster=int(sizes.min()) if len(sizes) else 0,
-        reassigned_stores=int(frame["REASSIGNED"].sum()),
+        reassigned_stores=int(moved.sum()),
         stores_without_external=int(external.isna().sum()),
-        homogeneity_internal=_homogeneity(internal, final),
-        homogeneity_external=_homogeneity(external, final),
+        homogeneity_internal=_homogeneity(internal, final_series),
+        homogeneity_external=_homogeneity(external, final_series),
         outcome=outcome,
         note=note,
     )
     return frame.sort_values("STORE_NBR", kind="stable").reset_index(drop=True), summary
-
-
-def _own_label(
-    final: pd.Series, internal: pd.Series, external: pd.Series, strategy: str
-) -> pd.Series:
-    """The label each store would carry if it had stayed with its own internal × external pair."""
-    if strategy != "internal_first":
-        return demand_labels(internal, external).astype(object)
-    ext = external.reindex(final.index)
-    tags = ext.map(lambda v: "" if pd.isna(v) else f"E{int(v)}")
-    members = [
-        "-E" not in label or (tag != "" and tag in label.split("-", 1)[1].split("+"))
-        for label, tag in zip(final, tags, strict=True)
-    ]
-    # An unsplit internal cluster moves nobody; in a split one a store stays when its external
-    # cluster is one of its part's.
-    return final.where(pd.Series(members, index=final.index), final + "*")
 
 
 def merge_categories(

@@ -134,7 +134,7 @@ def frames_from_table(table: pd.DataFrame, value: str = "VALUE") -> dict[str, pd
     """
     frames: dict[str, pd.DataFrame] = {}
     for category, group in table.groupby("CATEGORY", sort=True):
-        order = list(dict.fromkeys(group["FEATURE"]))
+        order = list(group["FEATURE"].unique())  # order of first appearance
         wide = group.pivot(index="STORE_NBR", columns="FEATURE", values=value)
         wide = wide[order].sort_index().astype(float)
         wide.columns.name = None

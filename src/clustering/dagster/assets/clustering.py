@@ -6,7 +6,7 @@ profiles — with the same quality checks: every store assigned once, the minimu
 respected, and silhouette and stability floors (warnings).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import dagster as dg
@@ -24,7 +24,6 @@ from clustering.core.tables import (
     feature_table,
     model_table,
     profile_table,
-    stores_by_category,
 )
 from clustering.dagster.assets.common import (
     OWNERS,
@@ -32,6 +31,7 @@ from clustering.dagster.assets.common import (
     catalogue,
     category_progress,
     coverage_check,
+    for_check,
     preview,
     progress_to,
     size_check,
@@ -123,10 +123,31 @@ def _chosen_k_markdown(models: pd.DataFrame) -> str:
 
 def build_clustering_assets(
     kind: Kind, source: str, to_frames: FrameSource
-) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
+) -> list[dg.AssetsDefinition]:
     """The clustering step of one track reading the asset ``source``, and its checks."""
     group = f"{kind}_clustering"
     key = {part: f"{kind}_{part}" for part in SCHEMAS}
+
+    checks = {
+        "every_store_assigned": (
+            key["assignments"],
+            "Every store of every category has exactly one cluster.",
+        ),
+        "min_cluster_size_respected": (
+            key["assignments"],
+            "No cluster is smaller than min_cluster_size; a category with fewer stores than "
+            "that forms one cluster and is listed (a warning).",
+        ),
+        "silhouette_above_floor": (
+            key["models"],
+            "The chosen clusters separate stores at least as well as silhouette_floor (a warning).",
+        ),
+        "stability_above_floor": (
+            key["models"],
+            "The chosen clusters reproduce across resamples (mean ARI) at least as well as "
+            "stability_floor (a warning).",
+        ),
+    }
 
     @dg.multi_asset(
         name=f"{kind}_clustering",
@@ -142,6 +163,11 @@ def build_clustering_assets(
             )
             for part in SCHEMAS
         },
+        # The step checks its own results while they are in memory: no check re-reads a table.
+        check_specs=[
+            dg.AssetCheckSpec(name, asset=asset, description=description)
+            for name, (asset, description) in checks.items()
+        ],
     )
     def clustering_step(
         context: dg.AssetExecutionContext,
@@ -149,7 +175,7 @@ def build_clustering_assets(
         logger: LoggerResource,
         config: ClusteringRunConfig,
         source_table: pd.DataFrame,
-    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    ) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
         """Features, k, clusters and profiles for every category, in parallel processes."""
         params = settings.config.params
         feature_params = (
@@ -159,6 +185,8 @@ def build_clustering_assets(
             params.internal_clustering if kind == "internal" else params.external_clustering
         )
         frames = to_frames(source_table)
+        expected = {name: {int(s) for s in frame.index} for name, frame in frames.items()}
+        del source_table
         report = progress_to(context, logger.get_logger())
         with category_progress(len(frames), report, describe_result) as finished:
             clustered = map_categories(
@@ -169,112 +197,94 @@ def build_clustering_assets(
                 workers=params.workers,
                 progress=finished,
             )
+        del frames
         models = model_table(clustered).assign(
             MIN_CLUSTER_SIZE=clustering_params.min_cluster_size,
             SILHOUETTE_FLOOR=clustering_params.silhouette_floor,
             STABILITY_FLOOR=clustering_params.stability_floor,
             SELECTION=clustering_params.selection,
         )
-        features = feature_table(clustered)
         assignments = assignment_table(clustered)
         profiles = profile_table(clustered)
         labels = cluster_labels_table(profiles)
-        context.add_output_metadata(
-            {**store_metadata(features), "outlier_rows": int(features["OUTLIER"].sum())},
+        features = feature_table(clustered)
+        yield dg.Output(
+            features,
             output_name=key["features"],
+            metadata={**store_metadata(features), "outlier_rows": int(features["OUTLIER"].sum())},
         )
-        context.add_output_metadata(
-            {
+        del features
+        yield dg.Output(
+            models,
+            output_name=key["models"],
+            metadata={
                 "chosen_k": dg.MetadataValue.md(_chosen_k_markdown(models)),
                 "summary": _chosen_k_text(models),
                 "k_curve": dg.MetadataValue.md(markdown_image(k_curve_png(models), "k-curve")),
                 "rows": len(models),
             },
-            output_name=key["models"],
         )
-        context.add_output_metadata(
-            {
+        yield dg.Output(
+            assignments,
+            output_name=key["assignments"],
+            metadata={
                 **store_metadata(assignments),
                 "cluster_sizes": dg.MetadataValue.md(
                     markdown_image(cluster_sizes_png(assignments), "cluster sizes")
                 ),
             },
-            output_name=key["assignments"],
         )
-        context.add_output_metadata(
-            {**store_metadata(profiles), "clusters": preview(labels, rows=len(labels))},
+        yield dg.Output(centroid_table(clustered), output_name=key["centroids"])
+        yield dg.Output(
+            profiles,
             output_name=key["profiles"],
+            metadata={**store_metadata(profiles), "clusters": preview(labels, rows=len(labels))},
         )
-        return features, models, assignments, centroid_table(clustered), profiles
+        results = {
+            "every_store_assigned": coverage_check(expected, assignments),
+            "min_cluster_size_respected": _size_check(assignments, models),
+            "silhouette_above_floor": _floor_check(models, "silhouette", "SILHOUETTE_FLOOR"),
+            "stability_above_floor": _floor_check(models, "stability", "STABILITY_FLOOR"),
+        }
+        for name, result in results.items():
+            yield for_check(result, checks[name][0], name)
 
-    @dg.asset_check(
-        asset=key["assignments"],
-        name="every_store_assigned",
-        additional_ins={"source_table": dg.AssetIn(source)},
-        description="Every store of every category has exactly one cluster.",
+    return [clustering_step]
+
+
+def _size_check(assignments: pd.DataFrame, models: pd.DataFrame) -> dg.AssetCheckResult:
+    chosen = chosen_models(models)
+    k = chosen["k"].to_dict()
+    min_size = chosen["MIN_CLUSTER_SIZE"].to_dict()
+    sizes = assignments.groupby(["CATEGORY", "CLUSTER"]).size().groupby("CATEGORY").min()
+    below = {str(n): int(s) for n, s in sizes.items() if s < min_size[n]}
+    return size_check(
+        {n: s for n, s in below.items() if k[n] > 1},
+        {n: s for n, s in below.items() if k[n] == 1},
     )
-    def every_store_assigned(
-        assignments: pd.DataFrame, source_table: pd.DataFrame
-    ) -> dg.AssetCheckResult:
-        return coverage_check(stores_by_category(source_table), assignments)
 
-    @dg.asset_check(
-        asset=key["assignments"],
-        name="min_cluster_size_respected",
-        additional_ins={"models": dg.AssetIn(key["models"])},
-        description="No cluster is smaller than min_cluster_size; a category with fewer stores "
-        "than that forms one cluster and is listed (a warning).",
+
+def _floor_check(models: pd.DataFrame, metric: str, floor: str) -> dg.AssetCheckResult:
+    chosen = chosen_models(models)
+    weak = chosen[(chosen["k"] > 1) & (chosen[metric] < chosen[floor])][metric]
+    return dg.AssetCheckResult(
+        passed=weak.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            f"{metric}_by_category": dg.MetadataValue.json(
+                {str(n): round(float(v), 4) for n, v in chosen[metric].items()}
+            ),
+            "weak_categories": dg.MetadataValue.json(
+                {str(n): round(float(v), 4) for n, v in weak.items()}
+            ),
+        },
+        description=(
+            f"every chosen k above the {metric} floor"
+            if weak.empty
+            else f"{len(weak)} categories below the {metric} floor: "
+            + ", ".join(f"{n} ({v:.2f})" for n, v in weak.items())
+        ),
     )
-    def min_cluster_size_respected(
-        assignments: pd.DataFrame, models: pd.DataFrame
-    ) -> dg.AssetCheckResult:
-        chosen = chosen_models(models)
-        k = chosen["k"].to_dict()
-        min_size = chosen["MIN_CLUSTER_SIZE"].to_dict()
-        sizes = assignments.groupby(["CATEGORY", "CLUSTER"]).size().groupby("CATEGORY").min()
-        below = {str(n): int(s) for n, s in sizes.items() if s < min_size[n]}
-        return size_check(
-            {n: s for n, s in below.items() if k[n] > 1},
-            {n: s for n, s in below.items() if k[n] == 1},
-        )
-
-    def floor_check(metric: str, floor: str, words: str) -> dg.AssetChecksDefinition:
-        @dg.asset_check(
-            asset=key["models"],
-            name=f"{metric}_above_floor",
-            description=f"The chosen clusters reach {floor.lower()} ({words}).",
-        )
-        def check(models: pd.DataFrame) -> dg.AssetCheckResult:
-            chosen = chosen_models(models)
-            weak = chosen[(chosen["k"] > 1) & (chosen[metric] < chosen[floor])][metric]
-            return dg.AssetCheckResult(
-                passed=weak.empty,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    f"{metric}_by_category": dg.MetadataValue.json(
-                        {str(n): round(float(v), 4) for n, v in chosen[metric].items()}
-                    ),
-                    "weak_categories": dg.MetadataValue.json(
-                        {str(n): round(float(v), 4) for n, v in weak.items()}
-                    ),
-                },
-                description=(
-                    f"every chosen k above the {metric} floor"
-                    if weak.empty
-                    else f"{len(weak)} categories below the {metric} floor: "
-                    + ", ".join(f"{n} ({v:.2f})" for n, v in weak.items())
-                ),
-            )
-
-        return check
-
-    return [
-        clustering_step,
-        every_store_assigned,
-        min_cluster_size_respected,
-        floor_check("silhouette", "SILHOUETTE_FLOOR", "how well stores are separated"),
-        floor_check("stability", "STABILITY_FLOOR", "agreement of fits on resamples, as ARI"),
-    ]
 
 
 internal_clustering_assets = build_clustering_assets(

@@ -175,6 +175,18 @@ def size_check(below: Mapping[str, int], too_small: Mapping[str, int]) -> dg.Ass
     )
 
 
+def for_check(result: dg.AssetCheckResult, asset: str, name: str) -> dg.AssetCheckResult:
+    """``result`` addressed to check ``name`` of ``asset`` (a step yielding several checks)."""
+    return dg.AssetCheckResult(
+        asset_key=dg.AssetKey(asset),
+        check_name=name,
+        passed=result.passed,
+        severity=result.severity,
+        metadata=result.metadata,
+        description=result.description,
+    )
+
+
 def quality_check(name: str, findings: Sequence[Finding]) -> dg.AssetCheckResult:
     """A data-quality check result: a warning listing every finding, or passed."""
     return dg.AssetCheckResult(

@@ -21,6 +21,7 @@ from clustering.dagster.assets.common import (
     MergingRunConfig,
     catalogue,
     coverage_check,
+    for_check,
     preview,
     quality_check,
     size_check,
@@ -82,13 +83,26 @@ SUMMARY_SCHEMA = table_schema(
             tags={"stage": "merging"},
         ),
     },
+    # The step checks its own results while they are in memory: no check re-reads a table.
     check_specs=[
+        dg.AssetCheckSpec(
+            "every_store_assigned",
+            asset="final_store_clusters",
+            description="Every store of every category (of the internal assignments) appears "
+            "exactly once in the final table.",
+        ),
+        dg.AssetCheckSpec(
+            "min_cluster_size_respected",
+            asset="final_store_clusters",
+            description="Every final cluster reaches the minimum size; a category with fewer "
+            "stores than that forms one cluster and is listed (a warning).",
+        ),
         dg.AssetCheckSpec(
             "external_coverage",
             asset="final_store_clusters",
             description="Stores with mapped sales but no external features stay below "
             "params.quality.stores_without_external_warn (a warning).",
-        )
+        ),
     ],
 )
 def merge_clusters(
@@ -150,6 +164,10 @@ def merge_clusters(
     )
     yield dg.Output(final, output_name="final_store_clusters")
     yield dg.Output(summary, output_name="merging_summary")
+    asset = "final_store_clusters"
+    expected = stores_by_category(internal_assignments)
+    yield for_check(coverage_check(expected, final), asset, "every_store_assigned")
+    yield for_check(_final_size_check(final, summary), asset, "min_cluster_size_respected")
     yield quality_check("external_coverage", findings)
 
 
@@ -164,26 +182,7 @@ def _category_line(summary: MergeSummary) -> str:
     )
 
 
-@dg.asset_check(
-    asset="final_store_clusters",
-    name="every_store_assigned",
-    additional_ins={"shares": dg.AssetIn("internal_need_state_sales")},
-    description="Every store of every category appears exactly once in the final table.",
-)
-def final_every_store_assigned(
-    final_store_clusters: pd.DataFrame, shares: pd.DataFrame
-) -> dg.AssetCheckResult:
-    return coverage_check(stores_by_category(shares), final_store_clusters)
-
-
-@dg.asset_check(
-    asset="final_store_clusters",
-    name="min_cluster_size_respected",
-    additional_ins={"summary": dg.AssetIn("merging_summary")},
-    description="Every final cluster reaches the minimum size; a category with fewer stores than "
-    "that forms one cluster and is listed (a warning).",
-)
-def final_min_cluster_size(
+def _final_size_check(
     final_store_clusters: pd.DataFrame, summary: pd.DataFrame
 ) -> dg.AssetCheckResult:
     min_size = dict(zip(summary["CATEGORY"], summary["MIN_CLUSTER_SIZE"], strict=True))
@@ -199,8 +198,4 @@ def final_min_cluster_size(
     return size_check(below, too_small)
 
 
-merging_assets: list[dg.AssetsDefinition | dg.AssetChecksDefinition] = [
-    merge_clusters,
-    final_every_store_assigned,
-    final_min_cluster_size,
-]
+merging_assets: list[dg.AssetsDefinition] = [merge_clusters]
