@@ -1,9 +1,9 @@
 """Clustering assets, built twice: for the internal need-state shares and the external features.
 
 Each track is one step: per category (in parallel processes) features → k → clusters → profiles,
-written as five tables — features, models (the whole k-curve), assignments, centroids and
-profiles — with the same quality checks: every store assigned once, the minimum cluster size
-respected, and silhouette and stability floors (warnings).
+written as six tables — features, models (the whole k-curve), assignments, centroids, profiles
+and the fitted models as data (to place new stores) — with the same quality checks: every store
+assigned once, the minimum cluster size respected, and silhouette and stability floors (warnings).
 """
 
 from collections.abc import Callable
@@ -14,6 +14,7 @@ import pandas as pd
 
 from clustering.core.engine import cluster_feature_table, describe_result, map_categories
 from clustering.core.internal_preprocessing import share_matrices
+from clustering.core.placement import MODEL_TABLE_COLUMNS, cluster_model_table
 from clustering.core.plots import cluster_sizes_png, k_curve_png, markdown_image
 from clustering.core.tables import (
     assignment_table,
@@ -32,8 +33,10 @@ from clustering.dagster.assets.common import (
     catalogue,
     category_progress,
     coverage_check,
+    in_scope,
     preview,
     progress_to,
+    run_scope,
     size_check,
     store_metadata,
     table_schema,
@@ -85,6 +88,10 @@ SCHEMAS = {
         INDEX="float64: 100 = average",
         Z_DIFF="float64: difference in standard deviations",
     ),
+    "fitted_models": table_schema(
+        CATEGORY=_CATEGORY,
+        MODEL="string: JSON: the fitted feature transformation and the cluster centres",
+    ),
 }
 DESCRIPTIONS = {
     "features": "Clustering input per category: imputed, transformed, pruned, scaled (optionally "
@@ -95,6 +102,9 @@ DESCRIPTIONS = {
     "centroids": "Cluster centroids in the clustering space.",
     "profiles": "Each cluster in original units: mean vs average (index, 100 = average), size "
     "and a generated label that names it.",
+    "fitted_models": "The fitted models as data, one JSON document per category: kept features, "
+    "fill values, centring, scaling, clipping, PCA and the cluster centres (used to place new "
+    "stores; no pickles).",
 }
 EXPORTS = {"models": "csv", "profiles": "csv"}
 
@@ -149,7 +159,7 @@ def build_clustering_assets(
         logger: LoggerResource,
         config: ClusteringRunConfig,
         source_table: pd.DataFrame,
-    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """Features, k, clusters and profiles for every category, in parallel processes."""
         params = settings.config.params
         feature_params = (
@@ -158,7 +168,7 @@ def build_clustering_assets(
         clustering_params = config.apply(
             params.internal_clustering if kind == "internal" else params.external_clustering
         )
-        frames = to_frames(source_table)
+        frames = config.select(to_frames(source_table), kind)
         report = progress_to(context, logger.get_logger())
         with category_progress(len(frames), report, describe_result) as finished:
             clustered = map_categories(
@@ -205,7 +215,8 @@ def build_clustering_assets(
             {**store_metadata(profiles), "clusters": preview(labels, rows=len(labels))},
             output_name=key["profiles"],
         )
-        return features, models, assignments, centroid_table(clustered), profiles
+        fitted = cluster_model_table(clustered)[MODEL_TABLE_COLUMNS]
+        return features, models, assignments, centroid_table(clustered), profiles, fitted
 
     @dg.asset_check(
         asset=key["assignments"],
@@ -214,9 +225,12 @@ def build_clustering_assets(
         description="Every store of every category has exactly one cluster.",
     )
     def every_store_assigned(
-        assignments: pd.DataFrame, source_table: pd.DataFrame
+        context: dg.AssetCheckExecutionContext,
+        assignments: pd.DataFrame,
+        source_table: pd.DataFrame,
     ) -> dg.AssetCheckResult:
-        return coverage_check(stores_by_category(source_table), assignments)
+        expected = stores_by_category(source_table)
+        return coverage_check(in_scope(expected, run_scope(context.run)), assignments)
 
     @dg.asset_check(
         asset=key["assignments"],

@@ -1,10 +1,12 @@
 """Merging assets: the final clusters per category (internal first, or the reference system's
-demand clusters folded by nearest centroid) as the final table and a per-category summary."""
+demand clusters folded by nearest centroid) as the final table and a per-category summary, with
+the category managers' overrides honoured and audited."""
 
 import dagster as dg
 import pandas as pd
 
 from clustering.core.merging import OUTCOME_TOO_SMALL, MergeSummary, merge_categories
+from clustering.core.overrides import AUDIT_COLUMNS, REVIEW
 from clustering.core.plots import cluster_sizes_png, markdown_image
 from clustering.core.tables import (
     EXTERNAL_SET,
@@ -17,11 +19,15 @@ from clustering.dagster.assets.common import (
     MergingRunConfig,
     catalogue,
     coverage_check,
+    in_scope,
     preview,
+    run_scope,
     size_check,
     store_metadata,
     table_schema,
+    user_errors,
 )
+from clustering.dagster.assets.workbench import honour_overrides
 from clustering.dagster.resources.settings import ClusteringSettings
 
 GROUP = "merging"
@@ -34,7 +40,21 @@ FINAL_SCHEMA = table_schema(
     DEMAND_CLUSTER="string: internal × external, I2-E3 (I2-NOEXT without external features)",
     REBALANCED_CLUSTER="string: the final cluster a planner works with (I2-E3, I2-E1+E3, I2)",
     REASSIGNED="bool: moved out of its own part or demand cluster",
-    DISTANCE="float64: distance to the final cluster's centroid (balanced space)",
+    DISTANCE="float64: distance to the final cluster's centroid (balanced space); empty for a "
+    "store an override moved",
+    OVERRIDDEN="bool: the store is where a manual override pinned it",
+    OVERRIDE_REASON="string: the override's reason (REVIEW: … when it could not be honoured)",
+)
+OVERRIDES_SCHEMA = table_schema(
+    STORE_NBR="int64",
+    CATEGORY="string",
+    PINNED_CLUSTER="string: the cluster the overrides file names",
+    MODEL_CLUSTER="string: the cluster the model gave the store",
+    FINAL_CLUSTER="string: where the store is in the final table",
+    STATUS="string: applied, mapped (pinned cluster gone), review, out_of_scope",
+    REASON="string",
+    APPROVED_BY="string",
+    NOTE="string: how a vanished cluster was mapped, or why it needs review",
 )
 SUMMARY_SCHEMA = table_schema(
     CATEGORY="string",
@@ -76,6 +96,15 @@ SUMMARY_SCHEMA = table_schema(
             owners=OWNERS,
             tags={"stage": "merging"},
         ),
+        "store_overrides": dg.AssetOut(
+            description="The overrides file (paths.overrides) as this run honoured it: each "
+            "pinned store, the model's cluster, where it ended and how (applied, mapped to the "
+            "cluster holding most of a vanished cluster's stores, or flagged for review).",
+            metadata=catalogue(OVERRIDES_SCHEMA, "csv"),
+            kinds={"pandas", "duckdb"},
+            owners=OWNERS,
+            tags={"stage": "merging"},
+        ),
     },
 )
 def merge_clusters(
@@ -86,9 +115,10 @@ def merge_clusters(
     internal_features: pd.DataFrame,
     external_assignments: pd.DataFrame,
     external_features: pd.DataFrame,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Final clusters per category by ``merging.strategy`` (default internal_first: internal
-    clusters split by external cluster where every part keeps the minimum size)."""
+    clusters split by external cluster where every part keeps the minimum size), with the
+    overrides file honoured."""
     params = config.apply(settings.config.params.merging)
     final, summaries = merge_categories(
         labels_from_table(internal_assignments),
@@ -97,6 +127,9 @@ def merge_clusters(
         frames_from_table(external_features).get(EXTERNAL_SET),
         params,
     )
+    with user_errors():
+        applied = honour_overrides(context, settings, final)
+    final = applied.final
     summary = pd.DataFrame([s.as_dict() for s in summaries])
     summary = summary.rename(columns=str.upper).assign(MIN_CLUSTER_SIZE=params.min_cluster_size)
     context.add_output_metadata(
@@ -109,8 +142,10 @@ def merge_clusters(
                     f"{final['CATEGORY'].nunique()} categories ({len(final):,} store × category "
                     f"rows, merging strategy {params.strategy})",
                     *(_category_line(s) for s in summaries),
+                    applied.describe(),
                 ]
             ),
+            "overridden_stores": int(final["OVERRIDDEN"].sum()),
             "stores_without_external": int(final["EXTERNAL_CLUSTER"].isna().sum()),
             "rebalanced_sizes": dg.MetadataValue.md(
                 markdown_image(
@@ -124,7 +159,15 @@ def merge_clusters(
         {"rows": len(summary), "preview": preview(summary, rows=len(summary))},
         output_name="merging_summary",
     )
-    return final, summary
+    context.add_output_metadata(
+        {
+            "rows": len(applied.audit),
+            "overrides_file": str(settings.config.paths.overrides),
+            "preview": preview(applied.audit, rows=20),
+        },
+        output_name="store_overrides",
+    )
+    return final, summary, applied.audit[AUDIT_COLUMNS]
 
 
 def _category_line(summary: MergeSummary) -> str:
@@ -145,9 +188,10 @@ def _category_line(summary: MergeSummary) -> str:
     description="Every store of every category appears exactly once in the final table.",
 )
 def final_every_store_assigned(
-    final_store_clusters: pd.DataFrame, shares: pd.DataFrame
+    context: dg.AssetCheckExecutionContext, final_store_clusters: pd.DataFrame, shares: pd.DataFrame
 ) -> dg.AssetCheckResult:
-    return coverage_check(stores_by_category(shares), final_store_clusters)
+    expected = in_scope(stores_by_category(shares), run_scope(context.run))
+    return coverage_check(expected, final_store_clusters)
 
 
 @dg.asset_check(
@@ -173,8 +217,37 @@ def final_min_cluster_size(
     return size_check(below, too_small)
 
 
+@dg.asset_check(
+    asset="store_overrides",
+    name="every_override_honoured",
+    description="Every pinned store is where its override put it (applied, or mapped to where "
+    "a vanished cluster's stores went); rows flagged for review are listed (a warning).",
+)
+def every_override_honoured(store_overrides: pd.DataFrame) -> dg.AssetCheckResult:
+    review = store_overrides[store_overrides["STATUS"] == REVIEW]
+    listed = [
+        f"store {s} in {c}" for s, c in zip(review["STORE_NBR"], review["CATEGORY"], strict=True)
+    ]
+    return dg.AssetCheckResult(
+        passed=review.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "status": dg.MetadataValue.json(
+                {str(k): int(v) for k, v in store_overrides["STATUS"].value_counts().items()}
+            )
+        },
+        description=(
+            f"{len(store_overrides)} overrides, none to review"
+            if review.empty
+            else f"{len(review)} overrides need review (their pinned cluster exists in no run): "
+            + ", ".join(listed)
+        ),
+    )
+
+
 merging_assets: list[dg.AssetsDefinition | dg.AssetChecksDefinition] = [
     merge_clusters,
     final_every_store_assigned,
     final_min_cluster_size,
+    every_override_honoured,
 ]
