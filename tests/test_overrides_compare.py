@@ -54,7 +54,7 @@ def test_pinned_store_is_moved_and_marked() -> None:
 
 def test_vanished_cluster_is_mapped_to_where_its_stores_went() -> None:
     overrides = _overrides((1, "SNACKS", "I3", "new format"))
-    assert pins_to_look_up(FINAL, overrides) == [("SNACKS", "I3")]
+    assert pins_to_look_up(overrides) == [("SNACKS", "I3")]
     # I3 held stores 5, 6, 7 earlier; two of them are in I2 now.
     applied = apply_overrides(FINAL, overrides, {("SNACKS", "I3"): {5, 6, 7, 1}})
     audit = applied.audit.iloc[0]
@@ -62,6 +62,18 @@ def test_vanished_cluster_is_mapped_to_where_its_stores_went() -> None:
     assert "mapped to I2, which holds 3 of its 4 stores" in audit["NOTE"]
     reason = applied.final.loc[0, "OVERRIDE_REASON"]
     assert reason.startswith("new format (pinned cluster I3 no longer exists")
+
+
+def test_pin_follows_its_stores_when_re_clustering_renamed_the_cluster() -> None:
+    # The earlier run's I1 held stores 5-8, which this run calls I2: the pin follows them.
+    overrides = _overrides((1, "SNACKS", "I1", "kids' range"), (2, "SNACKS", "I1", "same"))
+    applied = apply_overrides(FINAL, overrides, {("SNACKS", "I1"): {5, 6, 7, 8}})
+    assert applied.audit["FINAL_CLUSTER"].tolist() == ["I2", "I2"]
+    assert applied.audit["STATUS"].tolist() == [MAPPED, MAPPED]
+    assert "pinned cluster I1 was renamed; mapped to I2" in applied.audit["NOTE"].iloc[0]
+    # Unchanged clusters keep their names: the pin is simply applied.
+    same = apply_overrides(FINAL, overrides.iloc[:1], {("SNACKS", "I1"): {1, 2, 3, 4}})
+    assert same.audit[["STATUS", "FINAL_CLUSTER"]].values.tolist() == [[APPLIED, "I1"]]
 
 
 def test_unknown_cluster_without_history_is_flagged_for_review_never_dropped() -> None:

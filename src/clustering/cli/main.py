@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from clustering import __version__
+from clustering.cli.workbench import HANDLERS as WORKBENCH_HANDLERS
+from clustering.cli.workbench import add_commands as add_workbench_commands
 from clustering.core.errors import ClusteringError, ConfigError
 from clustering.dagster.app import add_ui_arguments
 from clustering.infra.config import ENVIRONMENTS
@@ -171,6 +173,8 @@ def _build_parser() -> argparse.ArgumentParser:
             preview.add_argument("names", nargs=1, metavar="NAME")
             _add_env_argument(preview, "environment")
 
+    add_workbench_commands(commands)
+
     daemon = commands.add_parser(
         "daemon",
         help="run the Dagster daemon alone (schedules, sensors, queued runs)",
@@ -285,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sensor": _instigators,
         "schedule": _instigators,
         "daemon": _daemon,
+        **WORKBENCH_HANDLERS,
     }
     try:
         return handlers[args.command](args)

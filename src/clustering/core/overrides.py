@@ -1,14 +1,18 @@
 """Manual overrides: stores pinned to a final cluster by a category manager, honoured every run.
 
 An override row says: in ``CATEGORY``, store ``STORE_NBR`` belongs in final cluster ``CLUSTER``
-because ``REASON`` (optionally ``APPROVED_BY``). Each run applies the file to its final table:
+because ``REASON`` (optionally ``APPROVED_BY``). Each run applies the file to its final table.
+Cluster names are positions (``I2`` is the second largest internal cluster), so after
+re-clustering the same name can mean other stores. A pin therefore follows the stores of the
+cluster it names, as the most recent earlier run that had that cluster shows them:
 
-- the pinned cluster exists in this run → the store is put there (``applied``);
-- it no longer exists (re-clustering renamed or removed it) → the store goes to the cluster of
-  this run that holds most of the old cluster's stores, taken from the most recent earlier run
-  that had it (``mapped``, the note says where and how many);
-- neither is possible → the model's cluster is kept and the row is flagged ``review``; it is
-  listed in the report, the run summary and an asset check, never silently dropped.
+- the store goes to the cluster of this run that holds most of those stores — ``applied`` when
+  that is the pinned name, ``mapped`` (with a note saying where and how many) when the cluster
+  was renamed or no longer exists;
+- no earlier run had the cluster (a first run, or a new file) → the pinned name, when this run
+  has it (``applied``);
+- otherwise the model's cluster is kept and the row is flagged ``review``; it is listed in the
+  report, the run summary and an asset check, never silently dropped.
 
 A store or category the run does not know stops the run with one sentence naming the file and
 line. In a what-if scenario limited to some categories, rows of the other categories are
@@ -102,12 +106,9 @@ def check_overrides(
     return overrides[np.asarray(keep, dtype=bool)]
 
 
-def pins_to_look_up(final: pd.DataFrame, overrides: pd.DataFrame) -> list[Pin]:
-    """The (category, cluster) pins whose cluster this run does not have: their members must be
-    looked up in an earlier run."""
-    existing = set(zip(final["CATEGORY"], final["REBALANCED_CLUSTER"].astype(str), strict=True))
-    pins = set(zip(overrides["CATEGORY"], overrides["CLUSTER"].astype(str), strict=True))
-    return sorted(pins - existing)
+def pins_to_look_up(overrides: pd.DataFrame) -> list[Pin]:
+    """The (category, cluster) pins whose stores must be looked up in an earlier run."""
+    return sorted(set(zip(overrides["CATEGORY"], overrides["CLUSTER"].astype(str), strict=True)))
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,8 @@ def apply_overrides(
 ) -> AppliedOverrides:
     """Pin the stores of ``overrides`` (already checked) in the final table.
 
-    ``earlier_members`` gives, for a pin whose cluster this run lacks, the stores that cluster
-    held in the most recent earlier run that had it. The result has two more columns:
+    ``earlier_members`` gives, for each pin, the stores its cluster held in the most recent
+    earlier run that had it (pins no earlier run had are missing). The result has two more columns:
     ``OVERRIDDEN`` (the store is where the override put it) and ``OVERRIDE_REASON`` (the reason,
     with a note when the pin was mapped or needs review). ``DISTANCE`` is left empty for a store
     an override moved: it measured the distance to the model's cluster.
@@ -187,11 +188,7 @@ def apply_overrides(
         i = position[(category, store)]
         model = labels.iloc[i]
         in_category = labels[result["CATEGORY"] == category]
-        status, target, note = APPLIED, pinned, ""
-        if pinned not in set(in_category):
-            status, target, note = _map_vanished(
-                pinned, category, in_category, result, earlier_members
-            )
+        status, target, note = _follow_pin(pinned, category, in_category, result, earlier_members)
         if status == REVIEW:
             result.loc[i, "OVERRIDE_REASON"] = f"REVIEW: {note} {reason}"
         else:
@@ -214,27 +211,33 @@ def apply_overrides(
     return AppliedOverrides(final=result, audit=audit_frame)
 
 
-def _map_vanished(
+def _follow_pin(
     pinned: str,
     category: str,
     in_category: pd.Series,
     final: pd.DataFrame,
     earlier_members: Mapping[Pin, set[int]],
 ) -> tuple[str, str, str]:
-    """(status, target cluster, note) for a pin whose cluster this run does not have."""
+    """(status, target cluster, note) of one pin (see the module text)."""
     members = earlier_members.get((category, pinned), set())
     stores = final.loc[in_category.index, "STORE_NBR"].astype(int)
     held = in_category[stores.isin(members).to_numpy()]
+    exists = pinned in set(in_category)
     if held.empty:
+        if exists:
+            return APPLIED, pinned, ""
         note = (
             f"pinned cluster {pinned} does not exist in this run and no earlier run had it; "
             "the model's cluster is kept."
         )
         return REVIEW, "", note
     counts = held.value_counts()
-    best = sorted(counts.items(), key=lambda item: (-int(item[1]), str(item[0])))[0]
+    best, count = sorted(counts.items(), key=lambda item: (-int(item[1]), str(item[0])))[0]
+    if str(best) == pinned:
+        return APPLIED, pinned, ""
+    what = "was renamed" if exists else "no longer exists"
     note = (
-        f"pinned cluster {pinned} no longer exists; mapped to {best[0]}, which holds "
-        f"{int(best[1])} of its {len(members)} stores"
+        f"pinned cluster {pinned} {what}; mapped to {best}, which holds {int(count)} of its "
+        f"{len(members)} stores"
     )
-    return MAPPED, str(best[0]), note
+    return MAPPED, str(best), note

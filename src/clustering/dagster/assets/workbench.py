@@ -62,14 +62,14 @@ def scenario_of(run: dg.DagsterRun) -> str:
 def honour_overrides(
     context: dg.AssetExecutionContext, settings: ClusteringSettings, final: pd.DataFrame
 ) -> AppliedOverrides:
-    """The overrides file applied to ``final``; pinned clusters this run lacks are looked up in
-    the history (the scenario's, then the current result's)."""
+    """The overrides file applied to ``final``; the stores of each pinned cluster are looked up
+    in the history (the current result's, then, for a what-if, the scenario's own)."""
     config = settings.config
     path = config.paths.overrides
     overrides = read_overrides(path)
     scope = run_scope(context.run)
     checked = check_overrides(overrides, final, str(path), scope)
-    pins = pins_to_look_up(final, checked)
+    pins = pins_to_look_up(checked)
     earlier: dict[tuple[str, str], set[int]] = {}
     scenario = scenario_of(context.run)
     for name in ["", scenario] if scenario else [""]:
