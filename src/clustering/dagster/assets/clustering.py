@@ -230,7 +230,9 @@ def build_clustering_assets(
         source_table: pd.DataFrame,
     ) -> dg.AssetCheckResult:
         expected = stores_by_category(source_table)
-        return coverage_check(in_scope(expected, run_scope(context.run)), assignments)
+        # A what-if limited to some categories clusters only those; the external set is whole.
+        scope = run_scope(context.run) if kind == "internal" else None
+        return coverage_check(in_scope(expected, scope), assignments)
 
     @dg.asset_check(
         asset=key["assignments"],
