@@ -74,7 +74,7 @@ def honour_overrides(
     scenario = scenario_of(context.run)
     for name in ["", scenario] if scenario else [""]:
         store, _ = history(config, name)
-        earlier.update(store.earlier_members(pins, context.run_id))
+        earlier.update(store.earlier_members(pins, context.run.run_id))
     return apply_overrides(final, overrides, earlier, scope)
 
 
@@ -191,7 +191,7 @@ def run_history(
     )
     scope = run_scope(context.run)
     record = RunRecord(
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         recorded_at=now_utc(),
         env=config.env,
         scenario=scenario,
@@ -220,13 +220,13 @@ def run_history(
     where = f"scenario {scenario}" if scenario else "the current result"
     return dg.MaterializeResult(
         metadata={
-            "run_id": context.run_id,
+            "run_id": context.run.run_id,
             # Listed with the warehouse tables in the run summary: the rows this run added.
             "dagster/table_name": qualified_name(HISTORY_SCHEMA, "final_store_clusters"),
             "dagster/row_count": len(final_store_clusters),
             "duckdb_file": dg.MetadataValue.path(str(store.path)),
             "runs_recorded": runs,
-            "summary": f"History: run {context.run_id[:8]} recorded ({runs} runs of {where}).",
+            "summary": f"History: run {context.run.run_id[:8]} recorded ({runs} runs of {where}).",
         }
     )
 
@@ -250,7 +250,7 @@ def clustering_report(
     scenario = scenario_of(context.run)
     store, exports = history(config, scenario)
     with user_errors():
-        ref = RunRef(store, store.run(context.run_id), exports)
+        ref = RunRef(store, store.run(context.run.run_id), exports)
         path = write_report(config, ref)
     return dg.MaterializeResult(
         metadata={
