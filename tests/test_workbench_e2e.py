@@ -71,7 +71,7 @@ def project(small_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             patch.delenv(name)
         patch.chdir(root)
         patch.setenv("DAGSTER_HOME", str(root / "home"))
-        patch.setenv("CLUSTERING_WORKERS", "2")
+        patch.setenv("CLUSTERING_WORKERS", "1")
         output: list[str] = []
         assert run_job("full_pipeline_job", "dev", out=output.append) == 0, "\n".join(output)
         params = {"params": {"internal_clustering": {"max_k": 3}}}
