@@ -131,6 +131,13 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="tag the run (repeatable); clustering/env=ENV is always added",
     )
+    run.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="run config as YAML, as the Launchpad takes it, e.g. ops: {internal_clustering: "
+        "{config: {max_k: 6}}}",
+    )
 
     jobs = commands.add_parser(
         "jobs",
@@ -230,9 +237,10 @@ def _cluster(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from clustering.cli.run import run_job
+    from clustering.cli.run import read_run_config, run_job
 
-    return run_job(args.job, args.env, args.tag)
+    run_config = read_run_config(args.config) if args.config else None
+    return run_job(args.job, args.env, args.tag, run_config=run_config)
 
 
 def _jobs(args: argparse.Namespace) -> int:

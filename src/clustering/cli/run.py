@@ -90,6 +90,22 @@ def parse_tags(tags: Mapping[str, str] | Iterable[str], env: str) -> dict[str, s
     return parsed
 
 
+def read_run_config(path: Path) -> dict[str, Any]:
+    """A run config (``ops: …``) from a YAML file; one sentence when it cannot be read."""
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"run config file '{path}' does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        reason = str(exc).splitlines()[0]
+        raise ConfigError(f"run config file '{path}' cannot be parsed: {reason}.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"run config file '{path}' must hold a mapping such as ops: {{…}}.")
+    return data
+
+
 def job_names(defs: dg.Definitions) -> list[str]:
     """Sorted names of the jobs a user can run (Dagster's implicit ``__ASSET_JOB`` left out)."""
     return _user_job_names(defs.resolve_all_job_defs())

@@ -307,13 +307,10 @@ def _print_comparison(comparison: Comparison, changes: list[str], out: Printer) 
         out(f"Stores that changed cluster ({len(moved_stores)}; first {LISTED} per category):")
         for category, group in moved_stores.groupby("CATEGORY", sort=True):
             shown = [
-                f"{s} ({a} → {b}{'' if a != b else f', {a} continues as {c}'})"
-                for s, a, b, c in zip(
-                    group["STORE_NBR"],
-                    group["CLUSTER_A"],
-                    group["CLUSTER_B"],
-                    group["COUNTERPART_B"].fillna("nothing"),
-                    strict=True,
+                # Same name, other stores: A's cluster continues under another name in B.
+                f"{s} ({a} → {'another ' if a == b else ''}{b})"
+                for s, a, b in zip(
+                    group["STORE_NBR"], group["CLUSTER_A"], group["CLUSTER_B"], strict=True
                 )
             ][:LISTED]
             more = f", … {len(group) - LISTED} more" if len(group) > LISTED else ""

@@ -226,7 +226,8 @@ def run_history(
             "dagster/row_count": len(final_store_clusters),
             "duckdb_file": dg.MetadataValue.path(str(store.path)),
             "runs_recorded": runs,
-            "summary": f"History: run {context.run.run_id[:8]} recorded ({runs} runs of {where}).",
+            "summary": f"History: run {context.run.run_id[:8]} recorded ({runs} "
+            f"{'run' if runs == 1 else 'runs'} of {where}).",
         }
     )
 
