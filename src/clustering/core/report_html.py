@@ -144,10 +144,13 @@ def k_curve_svg(curve: pd.DataFrame, width: int = 380, height: int = 190) -> str
     chosen = curve[curve["chosen"].astype(bool)]
     if len(chosen):
         cx = x(int(chosen["k"].iloc[0]))
+        # The label goes left of the line when the line is near the right edge.
+        right_side = cx < width * 0.65
+        label_x, anchor = (cx + 4, "start") if right_side else (cx - 4, "end")
         parts.append(
             f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{top}" y2="{height - bottom}" class="chosen"/>'
-            f'<text x="{cx + 4:.1f}" y="{top + 10}" class="chosen-label">chosen k = '
-            f"{int(chosen['k'].iloc[0])}</text>"
+            f'<text x="{label_x:.1f}" y="{top + 10}" class="chosen-label" '
+            f'text-anchor="{anchor}">chosen k = {int(chosen["k"].iloc[0])}</text>'
         )
     finite_bic = [v for v in bic if math.isfinite(v)]
     if len(finite_bic) >= 2:
