@@ -76,6 +76,8 @@ def test_cluster_writes_results_and_prints_a_summary(small_data: Path, tmp_path:
         "REBALANCED_CLUSTER",
         "REASSIGNED",
         "DISTANCE",
+        "OVERRIDDEN",
+        "OVERRIDE_REASON",
     ]
     for category in final["CATEGORY"].unique():
         assert category in done.stdout

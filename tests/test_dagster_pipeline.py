@@ -104,6 +104,8 @@ def test_full_pipeline_writes_every_table(
         "REBALANCED_CLUSTER",
         "REASSIGNED",
         "DISTANCE",
+        "OVERRIDDEN",
+        "OVERRIDE_REASON",
     ]
     exported = pd.read_parquet(root / "outputs" / "dev" / "final_store_clusters.parquet")
     pd.testing.assert_frame_equal(exported, final, check_dtype=False)

@@ -26,6 +26,8 @@ def _cluster(raw: Path, out: Path, params: dict[str, object] | None = None) -> P
             "raw_dir": str(raw),
             "exports_dir": str(out),
             "duckdb_path": str(out / "clustering_dev.duckdb"),
+            # Never the developer's own data/overrides.csv.
+            "overrides": str(out / "no-overrides.csv"),
         },
         "params": {"workers": 2, **(params or {})},
     }

@@ -417,9 +417,9 @@ def test_cli_unknown_job_exits_2_with_the_job_list(tmp_path: Path) -> None:
     done = _cli("run", "nope_job", cwd=tmp_path, env={"DAGSTER_HOME": str(home)})
     assert done.returncode == 2, done.stderr
     expected = (
-        "error: unknown job 'nope_job'; expected one of: external_clustering_job, "
-        "external_preprocessing_job, full_pipeline_job, internal_clustering_job, "
-        "internal_preprocessing_job, merging_job."
+        "error: unknown job 'nope_job'; expected one of: compare_runs_job, "
+        "external_clustering_job, external_preprocessing_job, full_pipeline_job, "
+        "internal_clustering_job, internal_preprocessing_job, merging_job."
     )
     assert done.stderr.strip().splitlines()[-1] == expected
     assert "Traceback" not in done.stderr

@@ -70,6 +70,7 @@ def test_ui_serves_then_stops_on_sigterm(tmp_path: Path, module: list[str]) -> N
             "internal_clustering",
             "external_clustering",
             "merging",
+            "workbench",
         }
         children = descendants(process.pid)
         assert children, "dagster dev should be running under the command"

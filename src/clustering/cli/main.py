@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from clustering import __version__
+from clustering.cli.workbench import HANDLERS as WORKBENCH_HANDLERS
+from clustering.cli.workbench import add_commands as add_workbench_commands
 from clustering.core.errors import ClusteringError, ConfigError
 from clustering.dagster.app import add_ui_arguments
 from clustering.infra.config import ENVIRONMENTS
@@ -135,6 +137,13 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="tag the run (repeatable); clustering/env=ENV is always added",
     )
+    run.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="run config as YAML, as the Launchpad takes it, e.g. ops: {internal_clustering: "
+        "{config: {max_k: 6}}}",
+    )
 
     jobs = commands.add_parser(
         "jobs",
@@ -176,6 +185,8 @@ def _build_parser() -> argparse.ArgumentParser:
             )
             preview.add_argument("names", nargs=1, metavar="NAME")
             _add_env_argument(preview, "environment")
+
+    add_workbench_commands(commands)
 
     daemon = commands.add_parser(
         "daemon",
@@ -243,9 +254,10 @@ def _cluster(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from clustering.cli.run import run_job
+    from clustering.cli.run import read_run_config, run_job
 
-    return run_job(args.job, args.env, args.tag)
+    run_config = read_run_config(args.config) if args.config else None
+    return run_job(args.job, args.env, args.tag, run_config=run_config)
 
 
 def _jobs(args: argparse.Namespace) -> int:
@@ -302,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sensor": _instigators,
         "schedule": _instigators,
         "daemon": _daemon,
+        **WORKBENCH_HANDLERS,
     }
     try:
         return handlers[args.command](args)

@@ -90,6 +90,22 @@ def parse_tags(tags: Mapping[str, str] | Iterable[str], env: str) -> dict[str, s
     return parsed
 
 
+def read_run_config(path: Path) -> dict[str, Any]:
+    """A run config (``ops: …``) from a YAML file; one sentence when it cannot be read."""
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"run config file '{path}' does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        reason = str(exc).splitlines()[0]
+        raise ConfigError(f"run config file '{path}' cannot be parsed: {reason}.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"run config file '{path}' must hold a mapping such as ops: {{…}}.")
+    return data
+
+
 def job_names(defs: dg.Definitions) -> list[str]:
     """Sorted names of the jobs a user can run (Dagster's implicit ``__ASSET_JOB`` left out)."""
     return _user_job_names(defs.resolve_all_job_defs())
@@ -204,6 +220,7 @@ def run_job(
     definitions_factory: DefinitionsFactory | None = None,
     out: Printer = _say,
     err: Printer = _complain,
+    run_config: Mapping[str, Any] | None = None,
 ) -> int:
     """Run ``job_name`` in this process against the project's Dagster instance.
 
@@ -211,7 +228,8 @@ def run_job(
     is added. Prints each step as it starts and finishes, then a summary; errors go to ``err``
     as ``error: <sentence>``. Returns 0 when the run succeeded, 1 when it failed, 2 for a usage
     or configuration error (unknown job, malformed tag, invalid config). ``definitions_factory``
-    replaces ``clustering.dagster.definitions.create_definitions`` (tests).
+    replaces ``clustering.dagster.definitions.create_definitions`` (tests); ``run_config`` is
+    the run's config (``ops: …``), as the Launchpad would send it.
     """
     from clustering.infra.instance import ensure_dagster_home
 
@@ -232,7 +250,7 @@ def run_job(
         out(f"{job_name} is another name for {name}.")
     with instance:
         try:
-            return _execute(job, instance, home, run_tags, out=out, err=err)
+            return _execute(job, instance, home, run_tags, out=out, err=err, run_config=run_config)
         except ConfigError as exc:
             err(f"error: {exc}")
             return EXIT_USAGE
@@ -252,6 +270,7 @@ def _execute(
     *,
     out: Printer,
     err: Printer,
+    run_config: Mapping[str, Any] | None = None,
 ) -> int:
     """Execute ``job`` with a listener printing progress; print the summary; return the code."""
     import dagster as dg
@@ -277,7 +296,7 @@ def _execute(
     started = time.perf_counter()
     try:
         result = job.execute_in_process(
-            run_config=_quiet_console_config(job),
+            run_config={**(_quiet_console_config(job) or {}), **(run_config or {})} or None,
             instance=instance,
             tags=tags,
             run_id=run_id,

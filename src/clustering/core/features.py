@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from clustering.core.params import FeatureParams
+from clustering.core.transform import FittedTransform, fitted_transform
 
 
 @dataclass(frozen=True)
@@ -46,13 +47,15 @@ class FeatureMatrix:
     """The clustering input for one feature set.
 
     ``matrix`` is what the algorithm sees (scaled, possibly PCA components), ``original`` the
-    imputed features in their original units (for profiles), both indexed by ``STORE_NBR``.
+    imputed features in their original units (for profiles), both indexed by ``STORE_NBR``;
+    ``fitted`` replays the same steps on new stores (see :mod:`clustering.core.transform`).
     """
 
     matrix: pd.DataFrame
     original: pd.DataFrame
     outliers: pd.Series
     report: FeatureReport
+    fitted: FittedTransform | None = None
 
 
 def _near_constant(frame: pd.DataFrame, share: float) -> list[str]:
@@ -103,7 +106,8 @@ def engineer_features(features: pd.DataFrame, params: FeatureParams) -> FeatureM
     frame = frame.drop(columns=all_missing)
 
     imputed_cells = int(frame.isna().sum().sum())
-    frame = frame.fillna(frame.median())
+    fill_values = frame.median()
+    frame = frame.fillna(fill_values)
     original = frame.copy()
     if params.transform == "sqrt":
         frame = frame.clip(lower=0.0).pow(0.5)
@@ -128,27 +132,34 @@ def engineer_features(features: pd.DataFrame, params: FeatureParams) -> FeatureM
     spread[spread == 0] = 1.0
     if params.scaler == "none":
         values = raw - centre
+        shift, divide = centre, np.ones_like(centre)
     else:
         scaler = StandardScaler() if params.scaler == "standard" else RobustScaler()
         values = np.nan_to_num(scaler.fit_transform(raw))
+        shift = scaler.mean_ if params.scaler == "standard" else scaler.center_
+        divide = scaler.scale_
     columns = kept
 
     # Outliers are judged on standardised values whatever the scaling, and clipped to the same
     # limit expressed in the matrix's own units.
     z = (raw - centre) / spread
     outlier_mask = (np.abs(z) > params.outlier_z).any(axis=1)
+    clip = None
     if params.outlier_action == "clip":
         limit = params.outlier_z * (spread if params.scaler == "none" else 1.0)
         values = np.clip(values, -limit, limit)
+        clip = np.broadcast_to(limit, centre.shape)
 
     pca_components = 0
     explained = 0.0
+    pca_mean = rotation = None
     if len(kept) > params.pca_min_features and len(frame) > 2:
         full = PCA(svd_solver="full").fit(values)
         cumulative = np.cumsum(full.explained_variance_ratio_)
         n_components = int(np.searchsorted(cumulative, params.pca_variance) + 1)
         n_components = max(1, min(n_components, params.pca_max_components, len(cumulative)))
         values = full.transform(values)[:, :n_components]
+        pca_mean, rotation = full.mean_, full.components_[:n_components]
         pca_components = n_components
         explained = float(cumulative[n_components - 1])
         columns = [f"PC{i + 1}" for i in range(n_components)]
@@ -164,4 +175,18 @@ def engineer_features(features: pd.DataFrame, params: FeatureParams) -> FeatureM
         pca_explained_variance=explained,
         outlier_stores=[int(s) for s in frame.index[outlier_mask]],
     )
-    return FeatureMatrix(matrix=matrix, original=original, outliers=outliers, report=report)
+    fitted = fitted_transform(
+        input_features=input_features,
+        fill_values=fill_values,
+        transform=params.transform,
+        kept_features=kept,
+        centre=shift,
+        scale=divide,
+        clip=clip,
+        pca_mean=pca_mean,
+        pca_components=rotation,
+        columns=[str(c) for c in columns],
+    )
+    return FeatureMatrix(
+        matrix=matrix, original=original, outliers=outliers, report=report, fitted=fitted
+    )

@@ -132,6 +132,9 @@ class PathsConfig(_Config):
     duckdb_path: ProjectPath
     exports_dir: ProjectPath
     logs_dir: ProjectPath
+    # Stores pinned to a final cluster by hand (STORE_NBR, CATEGORY, CLUSTER, REASON); a
+    # missing file means no overrides.
+    overrides: ProjectPath | None = None
 
 
 class InputsConfig(_Config):

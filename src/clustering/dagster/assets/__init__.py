@@ -1,5 +1,6 @@
-"""Every asset and asset check of the pipeline: the raw inputs (external assets) and four groups
-of assets: preprocessing, internal_clustering, external_clustering and merging."""
+"""Every asset and asset check of the pipeline: the raw inputs (external assets) and five groups
+of assets: preprocessing, internal_clustering, external_clustering, merging and workbench (run
+history, report, comparison)."""
 
 from clustering.dagster.assets.clustering import (
     external_clustering_assets,
@@ -12,6 +13,7 @@ from clustering.dagster.assets.preprocessing import (
     internal_need_state_sales,
     need_state_map,
 )
+from clustering.dagster.assets.workbench import workbench_assets
 
 ALL_ASSETS = [
     need_state_map,
@@ -20,6 +22,7 @@ ALL_ASSETS = [
     *internal_clustering_assets,
     *external_clustering_assets,
     *merging_assets,
+    *workbench_assets,
 ]
 
 __all__ = ["ALL_ASSETS", "RAW_INPUTS"]

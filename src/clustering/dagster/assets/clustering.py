@@ -1,9 +1,9 @@
 """Clustering assets, built twice: for the internal need-state shares and the external features.
 
 Each track is one step: per category (in parallel processes) features → k → clusters → profiles,
-written as five tables — features, models (the whole k-curve), assignments, centroids and
-profiles — with the same quality checks: every store assigned once, the minimum cluster size
-respected, and silhouette and stability floors (warnings).
+written as six tables — features, models (the whole k-curve), assignments, centroids, profiles
+and the fitted models as data (to place new stores) — with the same quality checks: every store
+assigned once, the minimum cluster size respected, and silhouette and stability floors (warnings).
 """
 
 from collections.abc import Callable, Iterator
@@ -14,6 +14,7 @@ import pandas as pd
 
 from clustering.core.engine import cluster_feature_table, describe_result, map_categories
 from clustering.core.internal_preprocessing import share_matrices
+from clustering.core.placement import MODEL_TABLE_COLUMNS, cluster_model_table
 from clustering.core.plots import cluster_sizes_png, k_curve_png, markdown_image
 from clustering.core.tables import (
     assignment_table,
@@ -85,6 +86,10 @@ SCHEMAS = {
         INDEX="float64: 100 = average",
         Z_DIFF="float64: difference in standard deviations",
     ),
+    "fitted_models": table_schema(
+        CATEGORY=_CATEGORY,
+        MODEL="string: JSON: the fitted feature transformation and the cluster centres",
+    ),
 }
 DESCRIPTIONS = {
     "features": "Clustering input per category: imputed, transformed, pruned, scaled (optionally "
@@ -95,6 +100,9 @@ DESCRIPTIONS = {
     "centroids": "Cluster centroids in the clustering space.",
     "profiles": "Each cluster in original units: mean vs average (index, 100 = average), size "
     "and a generated label that names it.",
+    "fitted_models": "The fitted models as data, one JSON document per category: kept features, "
+    "fill values, centring, scaling, clipping, PCA and the cluster centres (used to place new "
+    "stores; no pickles).",
 }
 EXPORTS = {"models": "csv", "profiles": "csv"}
 
@@ -184,7 +192,8 @@ def build_clustering_assets(
         clustering_params = config.apply(
             params.internal_clustering if kind == "internal" else params.external_clustering
         )
-        frames = to_frames(source_table)
+        frames = config.select(to_frames(source_table), kind)
+        # A what-if limited to some categories clusters only those; the external set is whole.
         expected = {name: {int(s) for s in frame.index} for name, frame in frames.items()}
         del source_table
         report = progress_to(context, logger.get_logger())
@@ -239,6 +248,9 @@ def build_clustering_assets(
             profiles,
             output_name=key["profiles"],
             metadata={**store_metadata(profiles), "clusters": preview(labels, rows=len(labels))},
+        )
+        yield dg.Output(
+            cluster_model_table(clustered)[MODEL_TABLE_COLUMNS], output_name=key["fitted_models"]
         )
         results = {
             "every_store_assigned": coverage_check(expected, assignments),

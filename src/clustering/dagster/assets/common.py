@@ -51,10 +51,33 @@ class ClusteringRunConfig(dg.Config):
     min_cluster_size: int | None = None
     selection: str | None = None
     seed: int | None = None
+    # internal_clustering only: cluster just these categories (a what-if on a few categories).
+    categories: list[str] | None = None
 
     def apply(self, params: ClusteringParams) -> ClusteringParams:
         """``params`` with the fields set here replaced, validated again."""
-        return _override(ClusteringParams, params, self.model_dump())
+        fields = {k: v for k, v in self.model_dump().items() if k != "categories"}
+        return _override(ClusteringParams, params, fields)
+
+    def select(self, frames: dict[str, pd.DataFrame], kind: str) -> dict[str, pd.DataFrame]:
+        """``frames`` limited to :attr:`categories` (all of them when it is not set)."""
+        if self.categories is None:
+            return frames
+        if kind != "internal":
+            raise dg.Failure(
+                description="run config: categories applies to internal_clustering only; the "
+                "external features are clustered once for every category.",
+                allow_retries=False,
+            )
+        unknown = sorted(set(self.categories) - set(frames))
+        if unknown or not self.categories:
+            raise dg.Failure(
+                description=f"run config: categories: {', '.join(unknown) or '(empty list)'} "
+                f"{'is' if len(unknown) == 1 else 'are'} not a category of the sales "
+                f"(categories: {', '.join(sorted(frames))}).",
+                allow_retries=False,
+            )
+        return {name: frames[name] for name in sorted(set(self.categories))}
 
 
 class MergingRunConfig(dg.Config):
@@ -67,6 +90,16 @@ class MergingRunConfig(dg.Config):
     def apply(self, params: MergingParams) -> MergingParams:
         """``params`` with the fields set here replaced, validated again."""
         return _override(MergingParams, params, self.model_dump())
+
+
+def run_scope(run: dg.DagsterRun) -> set[str] | None:
+    """The categories a run was limited to (run config ``categories`` of internal_clustering),
+    or None for a run of every category."""
+    run_config: Mapping[str, Any] = run.run_config or {}
+    ops: Mapping[str, Any] = run_config.get("ops") or {}
+    config: Mapping[str, Any] = (ops.get("internal_clustering") or {}).get("config") or {}
+    categories = config.get("categories")
+    return None if categories is None else {str(c) for c in categories}
 
 
 P = TypeVar("P", ClusteringParams, MergingParams)

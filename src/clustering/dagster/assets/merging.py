@@ -1,5 +1,6 @@
 """Merging assets: the final clusters per category (internal first, or the reference system's
-demand clusters folded by nearest centroid) as the final table and a per-category summary."""
+demand clusters folded by nearest centroid) as the final table and a per-category summary, with
+the category managers' overrides honoured and audited."""
 
 from collections.abc import Iterator
 
@@ -8,6 +9,7 @@ import pandas as pd
 
 from clustering.core.external_preprocessing import external_coverage
 from clustering.core.merging import OUTCOME_TOO_SMALL, MergeSummary, merge_categories
+from clustering.core.overrides import AUDIT_COLUMNS, REVIEW
 from clustering.core.plots import cluster_sizes_png, markdown_image
 from clustering.core.quality import coverage_findings, failures
 from clustering.core.tables import (
@@ -27,7 +29,9 @@ from clustering.dagster.assets.common import (
     size_check,
     store_metadata,
     table_schema,
+    user_errors,
 )
+from clustering.dagster.assets.workbench import honour_overrides
 from clustering.dagster.resources.settings import ClusteringSettings
 
 GROUP = "merging"
@@ -40,7 +44,21 @@ FINAL_SCHEMA = table_schema(
     DEMAND_CLUSTER="string: internal × external, I2-E3 (I2-NOEXT without external features)",
     REBALANCED_CLUSTER="string: the final cluster a planner works with (I2-E3, I2-E1+E3, I2)",
     REASSIGNED="bool: moved out of its own part or demand cluster",
-    DISTANCE="float64: distance to the final cluster's centroid (balanced space)",
+    DISTANCE="float64: distance to the final cluster's centroid (balanced space); empty for a "
+    "store an override moved",
+    OVERRIDDEN="bool: the store is where a manual override pinned it",
+    OVERRIDE_REASON="string: the override's reason (REVIEW: … when it could not be honoured)",
+)
+OVERRIDES_SCHEMA = table_schema(
+    STORE_NBR="int64",
+    CATEGORY="string",
+    PINNED_CLUSTER="string: the cluster the overrides file names",
+    MODEL_CLUSTER="string: the cluster the model gave the store",
+    FINAL_CLUSTER="string: where the store is in the final table",
+    STATUS="string: applied, mapped (pinned cluster gone), review, out_of_scope",
+    REASON="string",
+    APPROVED_BY="string",
+    NOTE="string: how a vanished cluster was mapped, or why it needs review",
 )
 SUMMARY_SCHEMA = table_schema(
     CATEGORY="string",
@@ -82,6 +100,15 @@ SUMMARY_SCHEMA = table_schema(
             owners=OWNERS,
             tags={"stage": "merging"},
         ),
+        "store_overrides": dg.AssetOut(
+            description="The overrides file (paths.overrides) as this run honoured it: each "
+            "pinned store, the model's cluster, where it ended and how (applied, mapped to the "
+            "cluster holding most of a vanished cluster's stores, or flagged for review).",
+            metadata=catalogue(OVERRIDES_SCHEMA, "csv"),
+            kinds={"pandas", "duckdb"},
+            owners=OWNERS,
+            tags={"stage": "merging"},
+        ),
     },
     # The step checks its own results while they are in memory: no check re-reads a table.
     check_specs=[
@@ -103,6 +130,13 @@ SUMMARY_SCHEMA = table_schema(
             description="Stores with mapped sales but no external features stay below "
             "params.quality.stores_without_external_warn (a warning).",
         ),
+        dg.AssetCheckSpec(
+            "every_override_honoured",
+            asset="store_overrides",
+            description="Every pinned store is where its override put it (applied, or mapped to "
+            "where a vanished cluster's stores went); rows flagged for review are listed (a "
+            "warning).",
+        ),
     ],
 )
 def merge_clusters(
@@ -115,7 +149,8 @@ def merge_clusters(
     external_features: pd.DataFrame,
 ) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
     """Final clusters per category by ``merging.strategy`` (default internal_first: internal
-    clusters split by external cluster where every part keeps the minimum size)."""
+    clusters split by external cluster where every part keeps the minimum size), with the
+    overrides file honoured."""
     params = config.apply(settings.config.params.merging)
     external_matrix = frames_from_table(external_features).get(EXTERNAL_SET)
     coverage = external_coverage(
@@ -133,6 +168,9 @@ def merge_clusters(
         external_matrix,
         params,
     )
+    with user_errors():
+        applied = honour_overrides(context, settings, final)
+    final = applied.final
     summary = pd.DataFrame([s.as_dict() for s in summaries])
     summary = summary.rename(columns=str.upper).assign(MIN_CLUSTER_SIZE=params.min_cluster_size)
     context.add_output_metadata(
@@ -147,8 +185,10 @@ def merge_clusters(
                     *(_category_line(s) for s in summaries),
                     *coverage.describe().splitlines(),
                     *(f"  warning: {f.sentence}" for f in findings),
+                    applied.describe(),
                 ]
             ),
+            "overridden_stores": int(final["OVERRIDDEN"].sum()),
             "stores_without_external": int(final["EXTERNAL_CLUSTER"].isna().sum()),
             "rebalanced_sizes": dg.MetadataValue.md(
                 markdown_image(
@@ -162,13 +202,23 @@ def merge_clusters(
         {"rows": len(summary), "preview": preview(summary, rows=len(summary))},
         output_name="merging_summary",
     )
+    context.add_output_metadata(
+        {
+            "rows": len(applied.audit),
+            "overrides_file": str(settings.config.paths.overrides),
+            "preview": preview(applied.audit, rows=20),
+        },
+        output_name="store_overrides",
+    )
     yield dg.Output(final, output_name="final_store_clusters")
     yield dg.Output(summary, output_name="merging_summary")
+    yield dg.Output(applied.audit[AUDIT_COLUMNS], output_name="store_overrides")
     asset = "final_store_clusters"
     expected = stores_by_category(internal_assignments)
     yield for_check(coverage_check(expected, final), asset, "every_store_assigned")
     yield for_check(_final_size_check(final, summary), asset, "min_cluster_size_respected")
-    yield quality_check("external_coverage", findings)
+    yield for_check(quality_check("external_coverage", findings), asset, "external_coverage")
+    yield for_check(_overrides_check(applied.audit), "store_overrides", "every_override_honoured")
 
 
 def _category_line(summary: MergeSummary) -> str:
@@ -196,6 +246,28 @@ def _final_size_check(
         if size < min_size[name] and str(name) not in too_small
     }
     return size_check(below, too_small)
+
+
+def _overrides_check(store_overrides: pd.DataFrame) -> dg.AssetCheckResult:
+    review = store_overrides[store_overrides["STATUS"] == REVIEW]
+    listed = [
+        f"store {s} in {c}" for s, c in zip(review["STORE_NBR"], review["CATEGORY"], strict=True)
+    ]
+    return dg.AssetCheckResult(
+        passed=review.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "status": dg.MetadataValue.json(
+                {str(k): int(v) for k, v in store_overrides["STATUS"].value_counts().items()}
+            )
+        },
+        description=(
+            f"{len(store_overrides)} overrides, none to review"
+            if review.empty
+            else f"{len(review)} overrides need review (their pinned cluster exists in no run): "
+            + ", ".join(listed)
+        ),
+    )
 
 
 merging_assets: list[dg.AssetsDefinition] = [merge_clusters]

@@ -13,6 +13,7 @@ JOB_ASSETS: dict[str, list[str]] = {
         "internal_assignments",
         "internal_centroids",
         "internal_profiles",
+        "internal_fitted_models",
     ],
     "external_preprocessing_job": ["external_store_features"],
     "external_clustering_job": [
@@ -21,8 +22,15 @@ JOB_ASSETS: dict[str, list[str]] = {
         "external_assignments",
         "external_centroids",
         "external_profiles",
+        "external_fitted_models",
     ],
-    "merging_job": ["final_store_clusters", "merging_summary"],
+    "merging_job": [
+        "final_store_clusters",
+        "merging_summary",
+        "store_overrides",
+        "run_history",
+        "clustering_report",
+    ],
 }
 
 JOB_DESCRIPTIONS = {
@@ -34,8 +42,12 @@ JOB_DESCRIPTIONS = {
     "external_clustering_job": "Features, k selection, clusters and profiles from external "
     "store features.",
     "merging_job": "Final clusters per category (internal clusters split by external cluster "
-    "where every part stays large enough); the final store × category table.",
-    "full_pipeline_job": "Every stage, from raw inputs to the final store × category table.",
+    "where every part stays large enough); the final store × category table with the overrides "
+    "honoured, recorded in the run history, and the run's HTML report.",
+    "full_pipeline_job": "Every stage, from raw inputs to the final store × category table and "
+    "the report.",
+    "compare_runs_job": "Compare two runs or what-if scenarios (run config a, b; default the "
+    "latest two runs): agreement, moved stores and size changes per category.",
 }
 
 #: Names the command line also accepts, from the reference system.
@@ -62,6 +74,14 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
             # Every asset the five stage jobs build (the raw inputs are read, never built).
             selection=dg.AssetSelection.assets(*PRODUCING_JOBS),
             description=JOB_DESCRIPTIONS["full_pipeline_job"],
+        )
+    )
+    # Not a stage: reads the history only, so it stays out of PRODUCING_JOBS and the full run.
+    jobs.append(
+        dg.define_asset_job(
+            "compare_runs_job",
+            selection=dg.AssetSelection.assets("run_comparison"),
+            description=JOB_DESCRIPTIONS["compare_runs_job"],
         )
     )
     return jobs

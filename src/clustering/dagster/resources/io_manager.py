@@ -5,7 +5,9 @@ atomically through :class:`~clustering.io.duckdb_store.DuckDBStore`, whose file 
 concurrent steps and runs queue instead of failing on DuckDB's single-writer lock. An asset whose
 definition metadata names export formats (``clustering/export: "parquet,csv"``) is also written
 to ``<exports_dir>/<asset>.<format>``, from the frame as stored. Loading an asset that was never
-materialized fails with one sentence naming the job to run.
+materialized fails with one sentence naming the job to run. A run tagged
+``clustering/scenario=NAME`` (a what-if) reads and writes the scenario's own DuckDB file and
+folder instead (:mod:`clustering.infra.scenarios`), leaving the current result untouched.
 
 Every table carries its lineage: for each step it was built from, directly or not, the run that
 step ran in. A step whose inputs disagree — two tables of one step from different runs (a run
@@ -24,6 +26,7 @@ import pandas as pd
 from pydantic import PrivateAttr
 
 from clustering.core.errors import ClusteringError
+from clustering.infra.scenarios import SCENARIO_TAG, result_paths
 from clustering.io.duckdb_store import (
     DuckDBStore,
     TableNotFoundError,
@@ -62,6 +65,22 @@ class ClusteringIOManager(dg.ConfigurableIOManager):
     exports_dir: str
     producing_jobs: dict[str, str] = {}  # noqa: RUF012 - pydantic copies it
     lock_timeout_s: float = 600
+    _scenario: str = PrivateAttr(default="")
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Note the run's what-if scenario (tag ``clustering/scenario``), if any."""
+        run = context.run
+        self._scenario = (run.tags.get(SCENARIO_TAG, "") if run is not None else "").strip()
+
+    @property
+    def warehouse(self) -> Path:
+        """The DuckDB file this run reads and writes (the scenario's own for a what-if)."""
+        return result_paths(Path(self.duckdb_path), Path(self.exports_dir), self._scenario)[0]
+
+    @property
+    def exports(self) -> Path:
+        """The folder exports go to (the scenario's own for a what-if)."""
+        return result_paths(Path(self.duckdb_path), Path(self.exports_dir), self._scenario)[1]
 
     # Per consuming step (run id, step key): the lineage of the inputs loaded so far, and which
     # input brought each entry (for the sentence).
@@ -89,10 +108,10 @@ class ClusteringIOManager(dg.ConfigurableIOManager):
                     for column, dtype in stored.dtypes.items()
                 ]
             ),
-            "duckdb_file": dg.MetadataValue.path(self.duckdb_path),
+            "duckdb_file": dg.MetadataValue.path(str(self.warehouse)),
         }
         for suffix in _export_formats(context):
-            path = write_frame(stored, Path(self.exports_dir) / f"{name}.{suffix}")
+            path = write_frame(stored, self.exports / f"{name}.{suffix}")
             metadata[f"export_{suffix}"] = dg.MetadataValue.path(str(path))
         context.add_output_metadata(metadata)
 
@@ -109,7 +128,7 @@ class ClusteringIOManager(dg.ConfigurableIOManager):
             action = f"run {job} first" if job else "materialize it first"
             raise AssetNotMaterializedError(
                 f"asset {name} has never been materialized (no table "
-                f"{qualified_name(schema, name)} in {self.duckdb_path}); {action}."
+                f"{qualified_name(schema, name)} in {self.warehouse}); {action}."
             ) from None
         step_context = context.step_context
         self._check_lineage(
@@ -140,7 +159,7 @@ class ClusteringIOManager(dg.ConfigurableIOManager):
             via.setdefault(producer, name)
 
     def _store(self) -> DuckDBStore:
-        return DuckDBStore(Path(self.duckdb_path), lock_timeout_s=self.lock_timeout_s)
+        return DuckDBStore(self.warehouse, lock_timeout_s=self.lock_timeout_s)
 
 
 def _export_formats(context: dg.OutputContext) -> list[str]:

@@ -1,0 +1,152 @@
+"""Compare two clusterings of the same stores (two runs, or a run and a what-if scenario).
+
+Cluster labels of two runs are not aligned (``I2-E3`` of one run need not be ``I2-E3`` of the
+other), so per category the clusters of A are first matched one-to-one to those of B by the
+stores they share (the assignment maximising the overlap). A store *moved* when its cluster in
+B is not the counterpart of its cluster in A. The agreement of the two partitions is the
+adjusted Rand index (1 = the same clusters, whatever their names; about 0 = unrelated).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+STORE_COLUMNS = ["CATEGORY", "STORE_NBR", "CLUSTER_A", "CLUSTER_B", "COUNTERPART_B", "MOVED"]
+CLUSTER_COLUMNS = ["CATEGORY", "CLUSTER_A", "SIZE_A", "CLUSTER_B", "SIZE_B", "SIZE_CHANGE"]
+SUMMARY_COLUMNS = [
+    "CATEGORY",
+    "STORES",
+    "ARI",
+    "MOVED",
+    "CLUSTERS_A",
+    "CLUSTERS_B",
+    "ONLY_IN_A",
+    "ONLY_IN_B",
+]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Per category figures, per store details and per cluster size changes."""
+
+    summary: pd.DataFrame  # SUMMARY_COLUMNS
+    stores: pd.DataFrame  # STORE_COLUMNS, every store both have
+    clusters: pd.DataFrame  # CLUSTER_COLUMNS, matched pairs and clusters of one side only
+
+    @property
+    def moved(self) -> pd.DataFrame:
+        """The stores that changed cluster."""
+        return self.stores[self.stores["MOVED"]]
+
+
+def _match(contingency: pd.DataFrame) -> dict[str, str]:
+    """A-cluster → B-cluster pairs maximising the stores they share (one-to-one)."""
+    from scipy.optimize import linear_sum_assignment
+
+    counts = contingency.to_numpy(dtype=float)
+    rows, cols = linear_sum_assignment(-counts)
+    return {
+        str(contingency.index[r]): str(contingency.columns[c])
+        for r, c in zip(rows, cols, strict=True)
+        if counts[r, c] > 0
+    }
+
+
+def _compare_category(
+    category: str, a: pd.Series, b: pd.Series
+) -> tuple[dict[str, object], pd.DataFrame, pd.DataFrame]:
+    from sklearn.metrics import adjusted_rand_score
+
+    common = a.index.intersection(b.index)
+    left, right = a.loc[common].astype(str), b.loc[common].astype(str)
+    contingency = pd.crosstab(left, right)
+    match = _match(contingency) if len(common) else {}
+    counterpart = left.map(match)
+    moved = (counterpart != right).to_numpy()
+    stores = pd.DataFrame(
+        {
+            "CATEGORY": category,
+            "STORE_NBR": common.to_numpy(dtype=np.int64),
+            "CLUSTER_A": left.to_numpy(),
+            "CLUSTER_B": right.to_numpy(),
+            "COUNTERPART_B": counterpart.to_numpy(),
+            "MOVED": moved,
+        },
+        columns=STORE_COLUMNS,
+    )
+    sizes_a, sizes_b = a.astype(str).value_counts(), b.astype(str).value_counts()
+    rows = []
+    for cluster_a in sorted(sizes_a.index):
+        cluster_b = match.get(cluster_a)
+        size_b = int(sizes_b[cluster_b]) if cluster_b is not None else 0
+        rows.append((cluster_a, int(sizes_a[cluster_a]), cluster_b, size_b))
+    for cluster_b in sorted(set(sizes_b.index) - set(match.values())):
+        rows.append((None, 0, cluster_b, int(sizes_b[cluster_b])))
+    clusters = pd.DataFrame(
+        [
+            {
+                "CATEGORY": category,
+                "CLUSTER_A": ca,
+                "SIZE_A": sa,
+                "CLUSTER_B": cb,
+                "SIZE_B": sb,
+                "SIZE_CHANGE": sb - sa,
+            }
+            for ca, sa, cb, sb in rows
+        ],
+        columns=CLUSTER_COLUMNS,
+    )
+    ari = float(adjusted_rand_score(left, right)) if len(common) > 1 else float("nan")
+    summary = {
+        "CATEGORY": category,
+        "STORES": len(common),
+        "ARI": ari,
+        "MOVED": int(moved.sum()),
+        "CLUSTERS_A": int(a.nunique()),
+        "CLUSTERS_B": int(b.nunique()),
+        "ONLY_IN_A": len(a.index.difference(b.index)),
+        "ONLY_IN_B": len(b.index.difference(a.index)),
+    }
+    return summary, stores, clusters
+
+
+def compare_final_tables(
+    a: pd.DataFrame, b: pd.DataFrame, cluster_column: str = "REBALANCED_CLUSTER"
+) -> Comparison:
+    """Compare two final tables (``STORE_NBR``, ``CATEGORY`` and ``cluster_column``) per
+    category both have."""
+    categories = sorted(set(a["CATEGORY"].astype(str)) & set(b["CATEGORY"].astype(str)))
+    summaries, stores, clusters = [], [], []
+    for category in categories:
+        left = a[a["CATEGORY"] == category].set_index("STORE_NBR")[cluster_column]
+        right = b[b["CATEGORY"] == category].set_index("STORE_NBR")[cluster_column]
+        summary, store_rows, cluster_rows = _compare_category(category, left, right)
+        summaries.append(summary)
+        stores.append(store_rows)
+        clusters.append(cluster_rows)
+    return Comparison(
+        summary=pd.DataFrame(summaries, columns=SUMMARY_COLUMNS),
+        stores=pd.concat(stores, ignore_index=True)
+        if stores
+        else pd.DataFrame(columns=STORE_COLUMNS),
+        clusters=pd.concat(clusters, ignore_index=True)
+        if clusters
+        else pd.DataFrame(columns=CLUSTER_COLUMNS),
+    )
+
+
+def parameter_changes(a: dict[str, object], b: dict[str, object], prefix: str = "") -> list[str]:
+    """``"internal_clustering.max_k: 10 → 4"`` for every leaf that differs between two nested
+    parameter mappings."""
+    changes = []
+    for key in sorted(set(a) | set(b)):
+        left, right = a.get(key), b.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(left, dict) and isinstance(right, dict):
+            changes += parameter_changes(left, right, f"{name}.")
+        elif left != right:
+            changes.append(f"{name}: {left} → {right}")
+    return changes
