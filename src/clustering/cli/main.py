@@ -51,10 +51,14 @@ def _build_parser() -> argparse.ArgumentParser:
             "Write internal_sales.parquet, need_state.csv and external_sales.parquet with "
             "planted store types (and the truth, under OUT/truth/, which the pipeline never "
             "reads). Presets: small (~200 stores, 4 categories), medium (2,000 stores, 20 "
-            "categories), large (10,000 stores, 100 categories, ~20M sales rows)."
+            "categories), large (10,000 stores, 100 categories, ~22M sales rows), xlarge "
+            "(50,000 stores, 100 categories, ~106M sales rows, about 1.3 GB of Parquet; written "
+            "one category at a time, so memory stays bounded)."
         ),
     )
-    gen.add_argument("--preset", default="small", help="small, medium or large (default: small)")
+    gen.add_argument(
+        "--preset", default="small", help="small, medium, large or xlarge (default: small)"
+    )
     gen.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     gen.add_argument("--stores", type=int, help="number of stores (overrides the preset)")
     gen.add_argument("--categories", type=int, help="number of categories (overrides the preset)")

@@ -86,7 +86,7 @@ def write_sample_data(
 ) -> SampleDataReport:
     """Generate a sample data set and write the three inputs plus the planted truth.
 
-    ``preset`` is one of ``PRESETS`` ("small", "medium", "large"); ``stores`` and
+    ``preset`` is one of ``PRESETS`` ("small", "medium", "large", "xlarge"); ``stores`` and
     ``categories`` override its sizes; ``difficulty`` is ``classic`` or a rung of the ladder
     (``LADDER``). The same seed always writes byte-identical files.
     ``progress`` receives short human-readable lines while the sales are written.

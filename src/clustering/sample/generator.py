@@ -50,6 +50,8 @@ PRESETS: dict[str, SamplePreset] = {
     "small": SamplePreset("small", stores=200, categories=4),
     "medium": SamplePreset("medium", stores=2_000, categories=20),
     "large": SamplePreset("large", stores=10_000, categories=100),
+    # About 106 million sales rows: the memory benchmark of make bench (2 GB for the process tree).
+    "xlarge": SamplePreset("xlarge", stores=50_000, categories=100),
 }
 
 
