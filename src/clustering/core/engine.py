@@ -10,7 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -70,6 +70,7 @@ def map_categories(
     """``function(name, item, *args)`` for every category, in parallel processes; sorted by name.
 
     ``progress(name, result)`` is called as each category finishes, in the order they finish.
+    ``items`` may be a lazy mapping: each item is read when a worker is about to need it.
     ``function`` must be importable by name (a module-level function). With more than one worker
     the pool's processes are started by a fork server: forking a process that already ran OpenMP
     or DuckDB threads can hang the child.
@@ -89,9 +90,23 @@ def map_categories(
     else:
         context = multiprocessing.get_context("forkserver")
         with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
-            futures = {pool.submit(function, name, items[name], *args): name for name in names}
-            for future in as_completed(futures):
-                report(futures[future], future.result())
+            # Items are taken (and, from a lazy mapping, read) only as workers become free:
+            # at most two per worker are in memory or in flight at any time.
+            queue = iter(names)
+            running: dict[Future[R], str] = {}
+
+            def submit_next() -> None:
+                name = next(queue, None)
+                if name is not None:
+                    running[pool.submit(function, name, items[name], *args)] = name
+
+            for _ in range(2 * n_workers):
+                submit_next()
+            while running:
+                done, _pending = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: running[f]):
+                    report(running.pop(future), future.result())
+                    submit_next()
     return {name: results[name] for name in names}
 
 

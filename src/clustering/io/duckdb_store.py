@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -247,18 +247,26 @@ class DuckDBStore:
         self,
         schema: str,
         table: str,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | pa.RecordBatchReader,
         tags: dict[str, Any] | None = None,
     ) -> int:
         """Replace ``"schema"."table"`` with ``frame`` atomically; returns the number of rows.
 
-        ``tags`` (JSON-compatible) are kept with the table, e.g. where its data came from; see
-        :meth:`read_tags`. The schema is created when missing. On any failure the previous
-        table (if any) is left exactly as it was and no staging table remains.
+        ``frame`` may also be a stream of Arrow record batches (a table too large to hold in
+        memory at once, e.g. an aggregation streamed out of the input engine): DuckDB reads it
+        batch by batch. ``tags`` (JSON-compatible) are kept with the table, e.g. where its data
+        came from; see :meth:`read_tags`. The schema is created when missing. On any failure
+        the previous table (if any) is left exactly as it was and no staging table remains.
         """
         target = qualified_name(schema, table)
-        flat, layout = _flatten(frame)
-        arrow_table = _to_arrow(flat, target)
+        arrow_table: pa.Table | pa.RecordBatchReader
+        if isinstance(frame, pa.RecordBatchReader):
+            # The layout of the frame the batches would make: read back with their dtypes.
+            layout = _flatten(frame.schema.empty_table().to_pandas())[1]
+            arrow_table = frame
+        else:
+            flat, layout = _flatten(frame)
+            arrow_table = _to_arrow(flat, target)
         comment = json.dumps({**layout, "tags": tags or {}}, ensure_ascii=False)
         staging = f"{STAGING_PREFIX}{uuid.uuid4().hex}"
         view = f"__frame_{uuid.uuid4().hex}"
@@ -276,12 +284,14 @@ class DuckDBStore:
                     )
                 finally:
                     con.unregister(view)
+                row = con.execute(f"SELECT count(*) FROM {qualified_name(schema, staging)}")
+                rows = int(row.fetchone()[0])  # type: ignore[index]
                 self._swap(con, schema, staging, table, comment)
             except BaseException:
                 with suppress(duckdb.Error):
                     con.execute(f"DROP TABLE IF EXISTS {qualified_name(schema, staging)}")
                 raise
-        return len(flat)
+        return rows
 
     def read_table(self, schema: str, table: str) -> pd.DataFrame:
         """The frame stored in ``"schema"."table"``; raises :class:`TableNotFoundError`."""
@@ -301,6 +311,49 @@ class DuckDBStore:
                     tags = layout.get("tags")
                     return _restore(read, layout), tags if isinstance(tags, dict) else {}
         raise TableNotFoundError(f"no table {target} in {self.path}")
+
+    def read_where(
+        self, schema: str, table: str, column: str, value: object, columns: list[str] | None = None
+    ) -> pd.DataFrame:
+        """The rows of ``"schema"."table"`` whose ``column`` equals ``value`` (a frame of the
+        stored layout, default index), e.g. one category of a table too large to read whole.
+
+        ``columns`` limits the columns read. Tables written sorted by ``column`` are read
+        without scanning the other values' row groups (DuckDB's min/max zone maps).
+        """
+        target = qualified_name(schema, table)
+        if self.path.exists():
+            with self._connect(read_only=True) as con:
+                found = self._table_comment(con, schema, table)
+                if found is not None:
+                    selected = ", ".join(quote_identifier(c) for c in columns) if columns else "*"
+                    read: pd.DataFrame = con.execute(
+                        f"SELECT {selected} FROM {target} WHERE {quote_identifier(column)} = ?",
+                        [value],
+                    ).df()
+                    layout = _parse_layout(found[0])
+                    if layout is None or columns:
+                        return read
+                    return _restore(read, layout)
+        raise TableNotFoundError(f"no table {target} in {self.path}")
+
+    def read_tags(self, schema: str, table: str) -> dict[str, Any]:
+        """The tags stored with ``"schema"."table"`` (empty for tables written without tags)."""
+        target = qualified_name(schema, table)
+        if self.path.exists():
+            with self._connect(read_only=True) as con:
+                found = self._table_comment(con, schema, table)
+                if found is not None:
+                    layout = _parse_layout(found[0]) or {}
+                    tags = layout.get("tags")
+                    return tags if isinstance(tags, dict) else {}
+        raise TableNotFoundError(f"no table {target} in {self.path}")
+
+    def query(self, sql: str, parameters: list[object] | None = None) -> pd.DataFrame:
+        """The result of a read-only query on the file (e.g. counts over a large table)."""
+        with self._connect(read_only=True) as con:
+            result: pd.DataFrame = con.execute(sql, parameters or []).df()
+        return result
 
     def has_table(self, schema: str, table: str) -> bool:
         """Whether ``"schema"."table"`` exists (False when the file does not exist yet)."""
@@ -430,6 +483,39 @@ class DuckDBStore:
         )
 
 
+class TableByKey(Mapping[str, pd.DataFrame]):
+    """A stored table read one key at a time, e.g. category by category: a read-only mapping
+    from each distinct value of ``column`` to its rows, read when asked for (never whole)."""
+
+    def __init__(self, store: DuckDBStore, schema: str, table: str, column: str) -> None:
+        self.store, self.schema, self.table, self.column = store, schema, table, column
+        self._keys: list[str] | None = None
+
+    def _all_keys(self) -> list[str]:
+        if self._keys is None:
+            name = quote_identifier(self.column)
+            found = self.store.query(
+                f"SELECT DISTINCT {name} AS KEY FROM {qualified_name(self.schema, self.table)} "
+                f"WHERE {name} IS NOT NULL ORDER BY KEY"
+            )
+            self._keys = [str(k) for k in found["KEY"]]
+        return self._keys
+
+    def __getitem__(self, key: str) -> pd.DataFrame:
+        if key not in self._all_keys():
+            raise KeyError(key)
+        return self.store.read_where(self.schema, self.table, self.column, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all_keys())
+
+    def __len__(self) -> int:
+        return len(self._all_keys())
+
+    def __repr__(self) -> str:
+        return f"TableByKey({qualified_name(self.schema, self.table)} by {self.column})"
+
+
 def _parse_layout(comment: str | None) -> dict[str, Any] | None:
     """The layout written by :func:`_flatten`, or None for tables written by anything else."""
     if not comment:
@@ -447,6 +533,7 @@ __all__ = [
     "STAGING_PREFIX",
     "DuckDBStore",
     "StoreLockTimeoutError",
+    "TableByKey",
     "TableNotFoundError",
     "UnsupportedFrameError",
     "qualified_name",

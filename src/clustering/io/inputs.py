@@ -99,15 +99,16 @@ class PipelineInputs:
 class _Connections:
     """The DuckDB connection for files and the engine connection, each opened on first use."""
 
-    def __init__(self, backend_url: str | None) -> None:
+    def __init__(self, backend_url: str | None, memory_limit: str = "") -> None:
         self.backend_url = backend_url
+        self.memory_limit = memory_limit
         self.shown_url = redact_url(backend_url) if backend_url else ""
         self._files: ibis.BaseBackend | None = None
         self._engine: ibis.BaseBackend | None = None
 
     def files(self) -> ibis.BaseBackend:
         if self._files is None:
-            self._files = connect()
+            self._files = connect(memory_limit=self.memory_limit)
         return self._files
 
     def engine(self) -> ibis.BaseBackend:
@@ -185,7 +186,7 @@ class _Opener:
     def __init__(self, config: AppConfig) -> None:
         self.config = config
         inputs = config.inputs
-        self.cons = _Connections(inputs.backend_url)
+        self.cons = _Connections(inputs.backend_url, inputs.duckdb_memory_limit)
         engine = inputs.backend_url is not None
         self.sales_table = inputs.internal_sales_table if engine else None
         self.need_states_table = inputs.need_states_table if engine else None

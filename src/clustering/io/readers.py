@@ -43,12 +43,16 @@ DATA_SUFFIXES = tuple(_SUFFIXES)
 _GLOB_CHARACTERS = set("*?[")
 
 
-def connect(backend_url: str | None = None) -> ibis.BaseBackend:
+def connect(backend_url: str | None = None, memory_limit: str = "") -> ibis.BaseBackend:
     """An in-memory DuckDB connection by default, else the backend ``backend_url`` names.
 
     Any URL :func:`ibis.connect` understands works, e.g. ``duckdb://outputs/x.duckdb``.
+    ``memory_limit`` (e.g. ``"1GB"``) caps DuckDB's memory; larger aggregations spill to its
+    temporary directory instead of growing the process (DuckDB's default is 80 % of the RAM).
     """
     if backend_url is None:
+        if memory_limit:
+            return ibis.duckdb.connect(memory_limit=memory_limit)
         return ibis.duckdb.connect()
     return ibis.connect(backend_url)
 

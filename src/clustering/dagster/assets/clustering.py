@@ -6,8 +6,8 @@ and the fitted models as data (to place new stores) — with the same quality ch
 assigned once, the minimum cluster size respected, and silhouette and stability floors (warnings).
 """
 
-from collections.abc import Callable, Iterator
-from typing import Literal
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Literal, cast
 
 import dagster as dg
 import pandas as pd
@@ -39,6 +39,7 @@ from clustering.dagster.assets.common import (
     store_metadata,
     table_schema,
 )
+from clustering.dagster.resources.io_manager import LOAD_BY_KEY
 from clustering.dagster.resources.logging import LoggerResource
 from clustering.dagster.resources.settings import ClusteringSettings
 
@@ -129,8 +130,40 @@ def _chosen_k_markdown(models: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+class _Frames(Mapping[str, pd.DataFrame]):
+    """The feature sets to cluster by name, each built when asked for: from a table read one
+    category at a time (the internal shares: never whole in memory) or from a loaded frame.
+    Remembers the stores of every set it gave out, for the every_store_assigned check."""
+
+    def __init__(self, source: pd.DataFrame | Mapping[str, pd.DataFrame], to_frames: FrameSource):
+        self._by_category = not isinstance(source, pd.DataFrame)
+        self._source = source
+        self._to_frames = to_frames
+        self._built = {} if self._by_category else to_frames(cast(pd.DataFrame, source))
+        keys = cast(Mapping[str, pd.DataFrame], source) if self._by_category else self._built
+        self.names: list[str] = sorted(keys)
+        self.stores: dict[str, set[int]] = {}
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self.names:
+            raise KeyError(name)
+        if self._by_category:
+            source = cast(Mapping[str, pd.DataFrame], self._source)
+            frame = self._to_frames(source[name])[name]
+        else:
+            frame = self._built[name]
+        self.stores[name] = {int(s) for s in frame.index}
+        return frame
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
 def build_clustering_assets(
-    kind: Kind, source: str, to_frames: FrameSource
+    kind: Kind, source: str, to_frames: FrameSource, *, by_category: bool = False
 ) -> list[dg.AssetsDefinition]:
     """The clustering step of one track reading the asset ``source``, and its checks."""
     group = f"{kind}_clustering"
@@ -160,7 +193,11 @@ def build_clustering_assets(
     @dg.multi_asset(
         name=f"{kind}_clustering",
         group_name=group,
-        ins={"source_table": dg.AssetIn(source)},
+        ins={
+            "source_table": dg.AssetIn(
+                source, metadata={LOAD_BY_KEY: "CATEGORY"} if by_category else None
+            )
+        },
         outs={
             key[part]: dg.AssetOut(
                 description=DESCRIPTIONS[part],
@@ -182,7 +219,9 @@ def build_clustering_assets(
         settings: ClusteringSettings,
         logger: LoggerResource,
         config: ClusteringRunConfig,
-        source_table: pd.DataFrame,
+        # A DataFrame, or for the internal shares a table read one category at a time (Dagster
+        # types no union annotation).
+        source_table: Any,
     ) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
         """Features, k, clusters and profiles for every category, in parallel processes."""
         params = settings.config.params
@@ -192,10 +231,9 @@ def build_clustering_assets(
         clustering_params = config.apply(
             params.internal_clustering if kind == "internal" else params.external_clustering
         )
-        frames = config.select(to_frames(source_table), kind)
         # A what-if limited to some categories clusters only those; the external set is whole.
-        expected = {name: {int(s) for s in frame.index} for name, frame in frames.items()}
-        del source_table
+        frames = _Frames(source_table, to_frames)
+        frames.names = config.select(frames.names, kind)
         report = progress_to(context, logger.get_logger())
         with category_progress(len(frames), report, describe_result) as finished:
             clustered = map_categories(
@@ -206,7 +244,8 @@ def build_clustering_assets(
                 workers=params.workers,
                 progress=finished,
             )
-        del frames
+        expected = frames.stores
+        del frames, source_table
         models = model_table(clustered).assign(
             MIN_CLUSTER_SIZE=clustering_params.min_cluster_size,
             SILHOUETTE_FLOOR=clustering_params.silhouette_floor,
@@ -300,7 +339,7 @@ def _floor_check(models: pd.DataFrame, metric: str, floor: str) -> dg.AssetCheck
 
 
 internal_clustering_assets = build_clustering_assets(
-    "internal", "internal_need_state_sales", share_matrices
+    "internal", "internal_need_state_sales", share_matrices, by_category=True
 )
 external_clustering_assets = build_clustering_assets(
     "external", "external_store_features", external_frames

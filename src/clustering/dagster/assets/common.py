@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -59,8 +59,9 @@ class ClusteringRunConfig(dg.Config):
         fields = {k: v for k, v in self.model_dump().items() if k != "categories"}
         return _override(ClusteringParams, params, fields)
 
-    def select(self, frames: dict[str, pd.DataFrame], kind: str) -> dict[str, pd.DataFrame]:
-        """``frames`` limited to :attr:`categories` (all of them when it is not set)."""
+    def select(self, names: Iterable[str], kind: str) -> list[str]:
+        """The category ``names`` limited to :attr:`categories` (all when it is not set)."""
+        frames = sorted(names)
         if self.categories is None:
             return frames
         if kind != "internal":
@@ -77,7 +78,7 @@ class ClusteringRunConfig(dg.Config):
                 f"(categories: {', '.join(sorted(frames))}).",
                 allow_retries=False,
             )
-        return {name: frames[name] for name in sorted(set(self.categories))}
+        return sorted(set(self.categories))
 
 
 class MergingRunConfig(dg.Config):

@@ -23,12 +23,14 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 from pydantic import PrivateAttr
 
 from clustering.core.errors import ClusteringError
 from clustering.infra.scenarios import SCENARIO_TAG, result_paths
 from clustering.io.duckdb_store import (
     DuckDBStore,
+    TableByKey,
     TableNotFoundError,
     qualified_name,
     storable_frame,
@@ -38,6 +40,8 @@ from clustering.io.writers import write_frame
 #: Definition metadata key naming an asset's export formats (parquet, csv).
 EXPORT_KEY = "clustering/export"
 EXPORT_FORMATS = ("parquet", "csv")
+#: Input metadata key: load the upstream table lazily, one value of this column at a time.
+LOAD_BY_KEY = "clustering/load_by"
 
 
 class InconsistentInputsError(dg.Failure, ClusteringError):
@@ -90,15 +94,17 @@ class ClusteringIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         """Write ``obj`` as the asset's table (and its exports); record where it went."""
         schema, name = _location(context)
-        if not isinstance(obj, pd.DataFrame):
+        streamed = isinstance(obj, pa.RecordBatchReader)
+        if not isinstance(obj, pd.DataFrame) and not streamed:
             raise TypeError(
                 f"asset {name} returned {type(obj).__name__}; every asset of the pipeline "
-                "returns a pandas DataFrame."
+                "returns a pandas DataFrame (or a stream of Arrow record batches)."
             )
         step = (context.run_id, context.step_key)
         lineage = {**self._lineage.get(step, {}), context.step_key: context.run_id}
-        rows = self._store().write_table(schema, name, obj, tags={"lineage": lineage})
-        stored = storable_frame(obj)
+        store = self._store()
+        rows = store.write_table(schema, name, obj, tags={"lineage": lineage})
+        stored = storable_frame(obj.schema.empty_table().to_pandas() if streamed else obj)
         metadata: dict[str, Any] = {
             "dagster/table_name": qualified_name(schema, name),
             "dagster/row_count": rows,
@@ -110,19 +116,34 @@ class ClusteringIOManager(dg.ConfigurableIOManager):
             ),
             "duckdb_file": dg.MetadataValue.path(str(self.warehouse)),
         }
+        if streamed:
+            # What a frame's metadata shows, counted where the table now is.
+            metadata.update(_stored_table_metadata(store, schema, name, rows))
+            if _export_formats(context):
+                raise TypeError(f"asset {name}: a streamed table cannot also be exported.")
+            context.add_output_metadata(metadata)
+            return
         for suffix in _export_formats(context):
             path = write_frame(stored, self.exports / f"{name}.{suffix}")
             metadata[f"export_{suffix}"] = dg.MetadataValue.path(str(path))
         context.add_output_metadata(metadata)
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        """Read the upstream asset's table back."""
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame | TableByKey:
+        """Read the upstream asset's table back (lazily, key by key, when the input's metadata
+        names a column under ``clustering/load_by``)."""
         upstream = context.upstream_output
         if upstream is None:
             raise ClusteringError(f"input {context.name} has no upstream asset to load.")
         schema, name = _location(upstream)
+        by_key = (context.definition_metadata or {}).get(LOAD_BY_KEY)
         try:
-            frame, tags = self._store().read_with_tags(schema, name)
+            if by_key:
+                # Read later, one key (category) at a time: the table may not fit in memory.
+                store = self._store()
+                tags = store.read_tags(schema, name)
+                frame: pd.DataFrame | TableByKey = TableByKey(store, schema, name, str(by_key))
+            else:
+                frame, tags = self._store().read_with_tags(schema, name)
         except TableNotFoundError:
             job = self.producing_jobs.get(name)
             action = f"run {job} first" if job else "materialize it first"
@@ -160,6 +181,25 @@ class ClusteringIOManager(dg.ConfigurableIOManager):
 
     def _store(self) -> DuckDBStore:
         return DuckDBStore(self.warehouse, lock_timeout_s=self.lock_timeout_s)
+
+
+def _stored_table_metadata(store: DuckDBStore, schema: str, name: str, rows: int) -> dict[str, Any]:
+    """Rows, stores, categories and a preview of a stored table, as :func:`store_metadata`
+    gives for a frame."""
+    target = qualified_name(schema, name)
+    columns = set(store.query(f"SELECT * FROM {target} LIMIT 0").columns)
+    metadata: dict[str, Any] = {"rows": rows}
+    for column, key in (("STORE_NBR", "stores"), ("CATEGORY", "categories")):
+        if column in columns:
+            counted = store.query(f'SELECT count(DISTINCT "{column}") AS N FROM {target}')
+            metadata[key] = int(counted["N"].iloc[0])
+    head = store.query(f"SELECT * FROM {target} LIMIT 5")
+    lines = ["| " + " | ".join(map(str, head.columns)) + " |", "|" + "---|" * head.shape[1]]
+    for values in head.itertuples(index=False):
+        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in values]
+        lines.append("| " + " | ".join(cells) + " |")
+    metadata["preview"] = dg.MetadataValue.md("\n".join(lines))
+    return metadata
 
 
 def _export_formats(context: dg.OutputContext) -> list[str]:
