@@ -40,7 +40,14 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-GROUPS = ("raw_inputs", "preprocessing", "internal_clustering", "external_clustering", "merging")
+GROUPS = (
+    "raw_inputs",
+    "preprocessing",
+    "internal_clustering",
+    "external_clustering",
+    "merging",
+    "workbench",
+)
 AUTOMATIONS = (
     "daily_internal_clustering_schedule",
     "weekly_external_clustering_schedule",
@@ -127,20 +134,24 @@ def _code_location(base: str) -> str:
 
 
 def _expect_groups_in_graph(page: Page) -> None:
-    graph = page.locator("svg foreignObject")
+    """Every group in the lineage's group list, and the graph drawn (its boxes abbreviate long
+    group names, so the list is where the full names are)."""
     for group in GROUPS:
+        expect(page.get_by_text(group, exact=True).first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    graph = page.locator("svg foreignObject")
+    for group in ("raw_inputs", "preprocessing", "merging", "workbench"):
         expect(graph.get_by_text(group, exact=True).first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
 
 
 def _launched_run(base: str) -> str:
-    """The run the click launched: the only run of the job, covering every asset it builds (the
-    raw inputs are read, never built)."""
+    """The run the click launched: the only run of the job, covering every asset of the job
+    (the raw inputs are read, never built)."""
     query = """
         query ($job: String!) {
           runsOrError(filter: {pipelineName: $job}) {
             ... on Runs { results { runId assetSelection { path } } }
           }
-          assetNodes { assetKey { path } }
+          assetNodes { assetKey { path } jobNames }
         }
     """
     deadline = time.monotonic() + 60
@@ -154,7 +165,8 @@ def _launched_run(base: str) -> str:
                 every_asset = {
                     tuple(node["assetKey"]["path"])
                     for node in data["assetNodes"]
-                    if not node["assetKey"]["path"][-1].startswith("raw_")
+                    if JOB in node["jobNames"]
+                    and not node["assetKey"]["path"][-1].startswith("raw_")
                 }
                 assert {tuple(key["path"]) for key in selected} == every_asset
             return str(runs[0]["runId"])
