@@ -10,6 +10,7 @@ import pandas as pd
 from clustering.core.external_preprocessing import external_coverage
 from clustering.core.merging import OUTCOME_TOO_SMALL, MergeSummary, merge_categories
 from clustering.core.overrides import AUDIT_COLUMNS, REVIEW
+from clustering.core.placement import final_model_table
 from clustering.core.plots import cluster_sizes_png, markdown_image
 from clustering.core.quality import coverage_findings, failures
 from clustering.core.tables import (
@@ -109,6 +110,20 @@ SUMMARY_SCHEMA = table_schema(
             owners=OWNERS,
             tags={"stage": "merging"},
         ),
+        "final_fitted_models": dg.AssetOut(
+            description="The final clusters as the model made them (before overrides), one JSON "
+            "document per category: the balanced-space blocks, final centroids and the rules "
+            "that formed them, to place new stores (python -m clustering assign).",
+            metadata=catalogue(
+                table_schema(
+                    CATEGORY="string",
+                    MODEL="string: JSON: blocks, final centroids and pair rules",
+                )
+            ),
+            kinds={"pandas", "duckdb"},
+            owners=OWNERS,
+            tags={"stage": "merging"},
+        ),
     },
     # The step checks its own results while they are in memory: no check re-reads a table.
     check_specs=[
@@ -161,13 +176,19 @@ def merge_clusters(
     stop = failures(findings)
     if stop:
         raise dg.Failure(description=f"data quality: {stop[0]}", allow_retries=False)
+    internal_matrices = frames_from_table(internal_features)
+    del internal_features
     final, summaries = merge_categories(
         labels_from_table(internal_assignments),
-        frames_from_table(internal_features),
+        internal_matrices,
         labels_from_table(external_assignments).get(EXTERNAL_SET),
         external_matrix,
         params,
     )
+    # The final clusters as the model made them (before overrides), as data to place new
+    # stores; built here, where the feature matrices are already in memory.
+    final_models = final_model_table(final, internal_matrices, external_matrix, params.strategy)
+    del internal_matrices
     with user_errors():
         applied = honour_overrides(context, settings, final)
     final = applied.final
@@ -213,6 +234,7 @@ def merge_clusters(
     yield dg.Output(final, output_name="final_store_clusters")
     yield dg.Output(summary, output_name="merging_summary")
     yield dg.Output(applied.audit[AUDIT_COLUMNS], output_name="store_overrides")
+    yield dg.Output(final_models, output_name="final_fitted_models")
     asset = "final_store_clusters"
     expected = stores_by_category(internal_assignments)
     yield for_check(coverage_check(expected, final), asset, "every_store_assigned")

@@ -23,8 +23,6 @@ from clustering.core.overrides import (
     pins_to_look_up,
 )
 from clustering.core.params import PipelineParams
-from clustering.core.placement import final_model_table
-from clustering.core.tables import EXTERNAL_SET, frames_from_table
 from clustering.dagster.assets.common import (
     OWNERS,
     ClusteringRunConfig,
@@ -131,18 +129,6 @@ def quality_facts(context: dg.AssetExecutionContext, final: pd.DataFrame) -> dic
     return facts
 
 
-def _model_labels(final: pd.DataFrame, audit: pd.DataFrame) -> pd.DataFrame:
-    """The final table as the model made it (overridden stores back in the model's cluster)."""
-    model = final.copy()
-    moved = audit[audit["STATUS"].isin(["applied", "mapped"])]
-    if len(moved):
-        keys = pd.MultiIndex.from_frame(model[["CATEGORY", "STORE_NBR"]])
-        lookup = moved.set_index(["CATEGORY", "STORE_NBR"])["MODEL_CLUSTER"]
-        restored = pd.Series(keys.map(lambda key: lookup.get(key)), index=model.index)
-        model["REBALANCED_CLUSTER"] = restored.where(restored.notna(), model["REBALANCED_CLUSTER"])
-    return model
-
-
 def _with_track(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     parts = [frame.assign(TRACK=track) for track, frame in frames.items() if len(frame)]
     if not parts:
@@ -172,22 +158,18 @@ def run_history(
     external_profiles: pd.DataFrame,
     internal_fitted_models: pd.DataFrame,
     external_fitted_models: pd.DataFrame,
-    internal_features: pd.DataFrame,
-    external_features: pd.DataFrame,
+    final_fitted_models: pd.DataFrame,
 ) -> dg.MaterializeResult[None]:
     """Record the run in the history (one transaction)."""
     config = settings.config
     scenario = scenario_of(context.run)
     params = effective_params(settings, context.run)
-    model_final = _model_labels(final_store_clusters, store_overrides)
-    finals = final_model_table(
-        model_final,
-        frames_from_table(internal_features),
-        frames_from_table(external_features).get(EXTERNAL_SET),
-        params.merging.strategy,
-    )
     fitted = _with_track(
-        {"internal": internal_fitted_models, "external": external_fitted_models, "final": finals}
+        {
+            "internal": internal_fitted_models,
+            "external": external_fitted_models,
+            "final": final_fitted_models,
+        }
     )
     scope = run_scope(context.run)
     record = RunRecord(

@@ -28,6 +28,7 @@ JOB_ASSETS: dict[str, list[str]] = {
         "final_store_clusters",
         "merging_summary",
         "store_overrides",
+        "final_fitted_models",
         "run_history",
         "clustering_report",
     ],
