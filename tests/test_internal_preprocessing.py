@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import ibis
 import numpy as np
 import pandas as pd
@@ -14,6 +16,7 @@ from clustering.core.internal_preprocessing import (
     need_state_sales,
     share_matrices,
     share_table,
+    stream_shares,
 )
 
 # Store 10, category BEER: SKU 1 (LAGER) 10 + 5, SKU 2 (ALE) 30, SKU 3 (LAGER and STOUT) 60,
@@ -86,6 +89,20 @@ def test_shares_are_percent_of_store_category_sales_and_sum_to_100(
         ("BEER", 10),
         ("WINE", 10),
     }
+
+
+def test_streamed_shares_are_the_table_sorted_by_category_store_and_need_state(
+    tmp_path: Path,
+) -> None:
+    # A fresh connection and a fresh in-memory map: the stream must register the map itself.
+    SALES.to_parquet(tmp_path / "sales.parquet")
+    sales = ibis.duckdb.connect().read_parquet(tmp_path / "sales.parquet")
+    need_states = ibis.memtable(NEED_STATES)
+    streamed = stream_shares(share_table(sales, need_states)).read_all().to_pandas()
+    keys = ["CATEGORY", "STORE_NBR", "NEED_STATE"]
+    assert streamed[keys].values.tolist() == streamed.sort_values(keys)[keys].values.tolist()
+    expected = executed(share_table(sales, need_states))
+    pd.testing.assert_frame_equal(streamed.reset_index(drop=True), expected)
 
 
 def test_match_summary_counts_unmatched_and_lists_stores_without_shares(
