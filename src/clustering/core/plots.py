@@ -71,8 +71,12 @@ def k_curve_png(models: pd.DataFrame, metric: str = "silhouette") -> bytes:
 def cluster_sizes_png(assignments: pd.DataFrame, cluster_column: str = "CLUSTER") -> bytes:
     """Stacked bars: stores per cluster in each category (first categories by name)."""
     plt = _pyplot()
-    counts = assignments.groupby(["CATEGORY", cluster_column]).size().unstack(fill_value=0)
-    counts = counts.sort_index().iloc[:MAX_CATEGORIES_SHOWN]
+    # The categories shown first: with a hundred categories, every other category's cluster
+    # labels would become (empty) bar series and cost seconds to draw.
+    shown = sorted(assignments["CATEGORY"].unique())[:MAX_CATEGORIES_SHOWN]
+    rows = assignments[assignments["CATEGORY"].isin(shown)]
+    counts = rows.groupby(["CATEGORY", cluster_column]).size().unstack(fill_value=0)
+    counts = counts.sort_index()
     figure, axes = plt.subplots(figsize=(7, max(2.5, 0.3 * len(counts) + 1)))
     counts.plot.barh(stacked=True, ax=axes, legend=len(counts.columns) <= 12, width=0.8)
     axes.set_xlabel("stores")
