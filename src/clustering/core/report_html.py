@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -306,8 +306,9 @@ def _overview(data: ReportData) -> str:
     chosen = _chosen(data.k_curves, "internal")
     summary = data.merging_summary.set_index("CATEGORY") if len(data.merging_summary) else None
     overridden = final.groupby("CATEGORY")["OVERRIDDEN"].sum() if "OVERRIDDEN" in final else None
+    stores = final["CATEGORY"].value_counts()
     rows = []
-    for category in sorted(final["CATEGORY"].unique()):
+    for category in sorted(stores.index):
         model = chosen.loc[category] if category in chosen.index else None
         merged = (
             summary.loc[category] if summary is not None and category in summary.index else None
@@ -315,7 +316,7 @@ def _overview(data: ReportData) -> str:
         rows.append(
             [
                 f'<a href="#cat-{slug(category)}">{_e(category)}</a>',
-                _number(int((final["CATEGORY"] == category).sum())),
+                _number(int(stores[category])),
                 _number(int(model["k"])) if model is not None else "–",
                 _number(float(model["stability"])) if model is not None else "–",
                 _number(float(model["silhouette"])) if model is not None else "–",
@@ -557,13 +558,14 @@ def _category(
     ]
     moved = final[final["REASSIGNED"].astype(bool)]
     moved_rows = [
-        [
-            _e(r["STORE_NBR"]),
-            _e(r["DEMAND_CLUSTER"]),
-            _e(r["REBALANCED_CLUSTER"]),
-            _number(r["DISTANCE"]),
-        ]
-        for _, r in moved.iterrows()
+        [_e(store), _e(demand), _e(final_cluster), _number(distance)]
+        for store, demand, final_cluster, distance in zip(
+            moved["STORE_NBR"].tolist(),
+            moved["DEMAND_CLUSTER"].tolist(),
+            moved["REBALANCED_CLUSTER"].tolist(),
+            moved["DISTANCE"].tolist(),
+            strict=True,
+        )
     ]
     overridden = (
         final[final["OVERRIDDEN"].astype(bool)] if "OVERRIDDEN" in final else final.iloc[:0]
@@ -646,20 +648,22 @@ def _store_data(data: ReportData) -> str:
     final = data.final.sort_values(["CATEGORY", "STORE_NBR"])
     categories = []
     for category, rows in final.groupby("CATEGORY", sort=True):
-        labels = sorted(rows["REBALANCED_CLUSTER"].astype(str).unique())
-        index = {label: i for i, label in enumerate(labels)}
+        codes, uniques = pd.factorize(rows["REBALANCED_CLUSTER"].astype(str), sort=True)
         flags = rows["REASSIGNED"].astype(bool).astype(int) + 2 * (
             rows["OVERRIDDEN"].astype(bool).astype(int) if "OVERRIDDEN" in rows else 0
+        )
+        external: list[object] = (
+            pd.to_numeric(rows["EXTERNAL_CLUSTER"]).astype("Int64").astype(object).tolist()
         )
         categories.append(
             {
                 "name": str(category),
-                "labels": labels,
-                "stores": [int(s) for s in rows["STORE_NBR"]],
-                "final": [index[str(v)] for v in rows["REBALANCED_CLUSTER"]],
-                "internal": [int(v) for v in rows["INTERNAL_CLUSTER"]],
-                "external": [None if pd.isna(v) else int(v) for v in rows["EXTERNAL_CLUSTER"]],
-                "flags": [int(v) for v in flags],
+                "labels": [str(u) for u in uniques],
+                "stores": rows["STORE_NBR"].astype("int64").tolist(),
+                "final": codes.tolist(),
+                "internal": rows["INTERNAL_CLUSTER"].astype("int64").tolist(),
+                "external": [None if v is pd.NA else int(cast(int, v)) for v in external],
+                "flags": flags.astype("int64").tolist(),
             }
         )
     text = json.dumps({"categories": categories}, separators=(",", ":"))
