@@ -29,7 +29,7 @@ size check; otherwise every final cluster reaches the minimum size.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -361,11 +361,14 @@ def merge_categories(
     external_labels: pd.Series | None,
     external_matrix: pd.DataFrame | None,
     params: MergingParams,
+    each: Callable[[str, pd.DataFrame, pd.DataFrame], None] | None = None,
 ) -> tuple[pd.DataFrame, list[MergeSummary]]:
     """The final table (one row per store × category) and a merge summary per category.
 
     Labels and matrices are indexed by ``STORE_NBR``; the external ones cover every store with
-    external features, or are None when there are none.
+    external features, or are None when there are none. ``internal_matrices`` may be a lazy
+    mapping: each category's matrix is taken once, and ``each(category, final rows, matrix)``
+    is called with it (e.g. to build the category's final model while the matrix is at hand).
     """
     if external_labels is None or external_matrix is None:
         external_labels = pd.Series(dtype="Int64")
@@ -373,14 +376,12 @@ def merge_categories(
     frames = []
     summaries = []
     for category in sorted(internal_labels):
+        matrix = internal_matrices[category]
         frame, summary = merge_category(
-            category,
-            internal_labels[category],
-            external_labels,
-            internal_matrices[category],
-            external_matrix,
-            params,
+            category, internal_labels[category], external_labels, matrix, external_matrix, params
         )
+        if each is not None:
+            each(category, frame, matrix)
         frames.append(frame)
         summaries.append(summary)
     if not frames:

@@ -8,10 +8,11 @@ once: nothing converts back and forth. Rows are always re-joined by key, never b
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from clustering.core.clustering import K_CURVE_COLUMNS
 from clustering.core.engine import ClusteredSet
@@ -67,6 +68,30 @@ def feature_table(clustered: Mapping[str, ClusteredSet]) -> pd.DataFrame:
     table = _stack(parts, FEATURE_COLUMNS)
     table["STORE_NBR"] = table["STORE_NBR"].astype(np.int64)
     return table
+
+
+FEATURE_SCHEMA = pa.schema(
+    [
+        ("CATEGORY", pa.string()),
+        ("STORE_NBR", pa.int64()),
+        ("FEATURE", pa.string()),
+        ("VALUE", pa.float64()),
+        ("OUTLIER", pa.bool_()),
+    ]
+)
+
+
+def feature_batches(clustered: Mapping[str, ClusteredSet]) -> pa.RecordBatchReader:
+    """:func:`feature_table` as a stream, one category at a time (sorted by category): the
+    whole long table of a large chain (100 categories × 50,000 stores × 9 features) would not
+    fit in memory at once."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for name in sorted(clustered):
+            part = feature_table({name: clustered[name]})
+            yield pa.RecordBatch.from_pandas(part, schema=FEATURE_SCHEMA, preserve_index=False)
+
+    return pa.RecordBatchReader.from_batches(FEATURE_SCHEMA, batches())
 
 
 def model_table(clustered: Mapping[str, ClusteredSet]) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from clustering.core.tables import (
     chosen_models,
     cluster_labels_table,
     external_frames,
-    feature_table,
+    feature_batches,
     model_table,
     profile_table,
 )
@@ -255,13 +255,21 @@ def build_clustering_assets(
         assignments = assignment_table(clustered)
         profiles = profile_table(clustered)
         labels = cluster_labels_table(profiles)
-        features = feature_table(clustered)
-        yield dg.Output(
-            features,
-            output_name=key["features"],
-            metadata={**store_metadata(features), "outlier_rows": int(features["OUTLIER"].sum())},
+        outlier_rows = sum(
+            int(
+                item.features.outliers.reindex(item.features.matrix.index)
+                .to_numpy(dtype=bool)
+                .sum()
+            )
+            * item.features.matrix.shape[1]
+            for item in clustered.values()
         )
-        del features
+        # Streamed, one category at a time: the long table is the largest the step writes.
+        yield dg.Output(
+            feature_batches(clustered),
+            output_name=key["features"],
+            metadata={"outlier_rows": outlier_rows},
+        )
         yield dg.Output(
             models,
             output_name=key["models"],

@@ -2,7 +2,8 @@
 demand clusters folded by nearest centroid) as the final table and a per-category summary, with
 the category managers' overrides honoured and audited."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -10,7 +11,7 @@ import pandas as pd
 from clustering.core.external_preprocessing import external_coverage
 from clustering.core.merging import OUTCOME_TOO_SMALL, MergeSummary, merge_categories
 from clustering.core.overrides import AUDIT_COLUMNS, REVIEW
-from clustering.core.placement import final_model_table
+from clustering.core.placement import MODEL_TABLE_COLUMNS, final_model_table
 from clustering.core.plots import cluster_sizes_png, markdown_image
 from clustering.core.quality import coverage_findings, failures
 from clustering.core.tables import (
@@ -33,6 +34,7 @@ from clustering.dagster.assets.common import (
     user_errors,
 )
 from clustering.dagster.assets.workbench import honour_overrides
+from clustering.dagster.resources.io_manager import LOAD_BY_KEY
 from clustering.dagster.resources.settings import ClusteringSettings
 
 GROUP = "merging"
@@ -82,6 +84,8 @@ SUMMARY_SCHEMA = table_schema(
 @dg.multi_asset(
     name="merge_clusters",
     group_name=GROUP,
+    # The internal features are the largest table the step reads: one category at a time.
+    ins={"internal_features": dg.AssetIn(metadata={LOAD_BY_KEY: "CATEGORY"})},
     outs={
         "final_store_clusters": dg.AssetOut(
             description="One row per store × category: internal, external, demand and final "
@@ -159,7 +163,7 @@ def merge_clusters(
     settings: ClusteringSettings,
     config: MergingRunConfig,
     internal_assignments: pd.DataFrame,
-    internal_features: pd.DataFrame,
+    internal_features: Any,  # a table read one category at a time (a Mapping of frames)
     external_assignments: pd.DataFrame,
     external_features: pd.DataFrame,
 ) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
@@ -176,19 +180,27 @@ def merge_clusters(
     stop = failures(findings)
     if stop:
         raise dg.Failure(description=f"data quality: {stop[0]}", allow_retries=False)
-    internal_matrices = frames_from_table(internal_features)
-    del internal_features
+    internal_matrices = _Matrices(internal_features)
+    models: list[pd.DataFrame] = []
+
+    def final_model(category: str, rows: pd.DataFrame, matrix: pd.DataFrame) -> None:
+        # The final clusters as the model made them (before overrides), as data to place new
+        # stores; built while the category's feature matrix is in memory.
+        models.append(final_model_table(rows, {category: matrix}, external_matrix, params.strategy))
+
     final, summaries = merge_categories(
         labels_from_table(internal_assignments),
         internal_matrices,
         labels_from_table(external_assignments).get(EXTERNAL_SET),
         external_matrix,
         params,
+        each=final_model,
     )
-    # The final clusters as the model made them (before overrides), as data to place new
-    # stores; built here, where the feature matrices are already in memory.
-    final_models = final_model_table(final, internal_matrices, external_matrix, params.strategy)
-    del internal_matrices
+    final_models = (
+        pd.concat(models, ignore_index=True)
+        if models
+        else pd.DataFrame(columns=MODEL_TABLE_COLUMNS)
+    )
     with user_errors():
         applied = honour_overrides(context, settings, final)
     final = applied.final
@@ -241,6 +253,22 @@ def merge_clusters(
     yield for_check(_final_size_check(final, summary), asset, "min_cluster_size_respected")
     yield for_check(quality_check("external_coverage", findings), asset, "external_coverage")
     yield for_check(_overrides_check(applied.audit), "store_overrides", "every_override_honoured")
+
+
+class _Matrices(Mapping[str, pd.DataFrame]):
+    """Per-category feature matrices of a long features table read one category at a time."""
+
+    def __init__(self, table: Mapping[str, pd.DataFrame]) -> None:
+        self._table = table
+
+    def __getitem__(self, category: str) -> pd.DataFrame:
+        return frames_from_table(self._table[category])[category]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
 
 
 def _category_line(summary: MergeSummary) -> str:
