@@ -50,6 +50,11 @@ STAGING_PREFIX = "__staging__"
 #: Marks table comments written by this module (tables from elsewhere are read as they are).
 _LAYOUT_FORMAT = "clustering.frame/1"
 
+#: What DuckDB may hold in memory per connection to the warehouse; a larger table being written
+#: or read spills to ``<file>.tmp`` instead of growing the process (DuckDB's own default is 80 %
+#: of the RAM).
+MEMORY_LIMIT = "1GB"
+
 _POLL_START_S = 0.02
 _POLL_MAX_S = 0.5
 
@@ -467,7 +472,9 @@ class DuckDBStore:
         delay = _POLL_START_S
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                return duckdb.connect(
+                    str(self.path), read_only=read_only, config={"memory_limit": MEMORY_LIMIT}
+                )
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
                     raise
