@@ -44,7 +44,7 @@ def test_unknown_preset_is_one_sentence(tmp_path: Path) -> None:
     done = _cli("generate-data", "--preset", "huge", "--out", str(tmp_path))
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "error: unknown preset 'huge'; expected one of: small, medium, large."
+        "error: unknown preset 'huge'; expected one of: small, medium, large, xlarge."
     )
     assert "Traceback" not in done.stderr
     assert not any(tmp_path.iterdir())

@@ -148,7 +148,7 @@ def test_bare_dagster_dev_from_the_project_root_serves_every_group(
     try:
         groups: set[str] = set()
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(groups) < 5:
+        while time.monotonic() < deadline and len(groups) < 6:
             try:
                 answer = _graphql(port, "{ assetNodes { groupName assetKey { path } } }")
                 nodes = answer["data"]["assetNodes"]  # type: ignore[index]
@@ -161,6 +161,7 @@ def test_bare_dagster_dev_from_the_project_root_serves_every_group(
             "internal_clustering",
             "external_clustering",
             "merging",
+            "workbench",
         }
     finally:
         stop_group(process)

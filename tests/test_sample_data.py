@@ -32,7 +32,7 @@ from clustering.sample.generator import (
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = PROJECT_ROOT / "scripts" / "generate_sample_data.py"
 _ID_COLUMNS = ("STORE_NAME", "REGION", "DISTRICT_ID")
-UNKNOWN_PRESET = "unknown preset 'huge'; expected one of: small, medium, large."
+UNKNOWN_PRESET = "unknown preset 'huge'; expected one of: small, medium, large, xlarge."
 
 
 @pytest.fixture(scope="module")
