@@ -17,6 +17,47 @@ from shared_runs import ClusterRun, RecordedRun, project_env
 from clustering.infra import config as config_module
 from clustering.sample.files import write_sample_data
 
+# The suite runs on two processes (pytest-xdist, `--dist loadgroup` in pyproject.toml): each
+# test module goes to one process as a whole, so module fixtures are built once. The modules
+# sharing the session runs of the small sample (small_clustered, small_recorded) go together.
+# Modules that take longest start first, so the two processes finish at about the same time.
+SHARED_RUNS_GROUP = "small_sample_runs"
+SHARED_RUNS_MODULES = {"test_cli", "test_pipeline_e2e", "test_dagster_cli"}
+LONGEST_FIRST = [
+    "test_daemon_e2e",
+    SHARED_RUNS_GROUP,
+    "test_instigator_cli",
+    "test_consistent_warehouse",
+    "test_browser",
+    "test_postgres_daemon",
+    "test_workbench_e2e",
+    "test_compose_services",
+    "test_input_properties",
+    "test_messy_inputs",
+    "test_ui",
+    "test_dagster_pipeline",
+    "test_dask_executor",
+    "test_duckdb_store",
+    "test_spark_portability",
+    "test_run_script",
+    "test_quality",
+]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def group(item: pytest.Item) -> str:
+        module = item.path.stem
+        return SHARED_RUNS_GROUP if module in SHARED_RUNS_MODULES else module
+
+    def rank(item: pytest.Item) -> int:
+        name = group(item)
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+    items.sort(key=rank)  # stable: the order inside a module and among the rest is kept
+
 
 @pytest.fixture
 def clean_clustering_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
