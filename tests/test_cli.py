@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from shared_runs import ClusterRun
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,9 +51,9 @@ def test_unknown_preset_is_one_sentence(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_cluster_writes_results_and_prints_a_summary(small_data: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    done = _cli("cluster", "--raw-dir", str(small_data), "--out", str(out), "--workers", "2")
+def test_cluster_writes_results_and_prints_a_summary(small_clustered: ClusterRun) -> None:
+    # `cluster --raw-dir SMALL --out OUT --workers 2` through a subprocess (see conftest).
+    out, done = small_clustered.out, small_clustered.done
     assert done.returncode == 0, done.stderr
     for name in [
         "final_store_clusters.parquet",

@@ -38,6 +38,9 @@ pytestmark = pytest.mark.slow
 
 RUN_TIMEOUT_S = 240
 ALERT_TIMEOUT_S = 90
+# The file sensors tick every 30 s; a restarted daemon needs ~8 s before its first tick.
+TICK_TIMEOUT_S = 120
+FILE_SENSOR = "internal_data_sensor"
 UI_URL = "http://127.0.0.1:3999"
 SMTP_USER, SMTP_PASSWORD = "alerts-bot", "pa55-for-the-daemon-test"
 
@@ -62,6 +65,26 @@ def _wait_for(home: Path, count: int, timeout: float = RUN_TIMEOUT_S) -> list[dg
             return runs
         time.sleep(2)
     raise AssertionError(f"expected {count} finished runs, found {[r.status for r in runs]}")
+
+
+def _wait_for_file_tick(home: Path, since: float, timeout: float = TICK_TIMEOUT_S) -> None:
+    """Wait until ``internal_data_sensor`` has finished a tick that started after ``since``:
+    the daemon has looked at the raw folder as it is now (a stronger proof than sleeping)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            states = [
+                s for s in instance.all_instigator_state() if s.instigator_name == FILE_SENSOR
+            ]
+            ticks = (
+                instance.get_ticks(states[0].instigator_origin_id, states[0].selector_id)
+                if states
+                else []
+            )
+            if any(t.timestamp > since and t.status.value != "STARTED" for t in ticks):
+                return
+        time.sleep(1)
+    raise AssertionError(f"no finished tick of {FILE_SENSOR} within {timeout:.0f} s")
 
 
 def _start_daemon(cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -198,7 +221,7 @@ def test_daemon_runs_sensors_and_alerts_by_mail_and_webhook(
         partial = raw / ".internal_sales.parquet.tmp"
         shutil.copy(bad, partial)
         _settle(partial)
-        time.sleep(35)  # at least one tick of the file sensor (every 30 s)
+        _wait_for_file_tick(home, since=time.time())  # the sensor has seen the partial file
         assert len(_runs(home)) == 3
         # ... and picked up once complete (renamed into place): one run, which fails.
         os.replace(partial, raw / "internal_sales.parquet")
@@ -231,7 +254,7 @@ def test_daemon_runs_sensors_and_alerts_by_mail_and_webhook(
         daemon = _start_daemon(tmp_path, env)
         shutil.copy(bad, raw / "internal_sales.parquet")
         _settle(raw / "internal_sales.parquet")
-        time.sleep(45)  # the daemon starts in ~8 s; the file sensors tick every 30 s
+        _wait_for_file_tick(home, since=time.time())  # a tick of the restarted daemon
         assert len(_runs(home)) == 4
     finally:
         stop_group(daemon)

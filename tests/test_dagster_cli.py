@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from shared_runs import RecordedRun, project_env
 
 from clustering.infra.ui_server import stop_group
 from clustering.io.duckdb_store import DuckDBStore
@@ -188,32 +189,38 @@ def test_dg_checks_and_launches_from_the_project_root(small_data: Path, tmp_path
     assert store.has_table("preprocessing", "internal_need_state_sales")
 
 
-def test_clustering_run_command_full_pipeline_and_failure(small_data: Path, tmp_path: Path) -> None:
-    env = _project(small_data, tmp_path)
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
+def test_clustering_run_command_full_pipeline_and_failure(
+    small_data: Path, small_recorded: RecordedRun, tmp_path: Path
+) -> None:
+    def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "clustering", "run", *args],
-            cwd=tmp_path,
-            env=env,
+            cwd=root,
+            env=project_env(root),
             capture_output=True,
             text=True,
             timeout=600,
         )
 
-    early = run("merging_job")
+    fresh = tmp_path / "fresh"
+    _project(small_data, fresh)
+    early = run(fresh, "merging_job")
     assert early.returncode == 1
     assert "has never been materialized" in early.stdout + early.stderr
     assert "Traceback" not in early.stdout + early.stderr
 
-    done = run("full_pipeline_job", "--tag", "purpose=test")
+    # `run full_pipeline_job --tag purpose=test` in a project with the small sample (conftest).
+    done, root = small_recorded.done, small_recorded.root
     assert done.returncode == 0, done.stderr[-3000:]
     assert "✓ merge_clusters" in done.stdout
     assert "CANDY/SNACKS: k=" in done.stdout
     assert "stores assigned in 4 categories" in done.stdout
-    assert str(tmp_path / "outputs" / "clustering_dev.duckdb") in done.stdout
-    assert str(tmp_path / "outputs" / "dev" / "final_store_clusters.csv") in done.stdout
+    assert str(root / "outputs" / "clustering_dev.duckdb") in done.stdout
+    assert str(root / "outputs" / "dev" / "final_store_clusters.csv") in done.stdout
 
-    alias = run("internal_ml_job")
+    # The alias, in a copy of that project (its tables and run history): the shared one stays.
+    project = tmp_path / "project"
+    shutil.copytree(root, project)
+    alias = run(project, "internal_ml_job")
     assert alias.returncode == 0, alias.stderr[-3000:]
     assert "internal_clustering" in alias.stdout

@@ -4,15 +4,15 @@ planted structure recovered, no store lost, rows keyed by store, the same answer
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
+from shared_runs import ClusterRun, RecordedRun
 from sklearn.metrics import adjusted_rand_score, homogeneity_score
 
-from clustering.cli.run import run_in_memory, run_job
+from clustering.cli.run import run_in_memory
 from clustering.core.params import PipelineParams
 from clustering.io.duckdb_store import DuckDBStore
 
@@ -40,8 +40,9 @@ def _table(out: Path, schema: str, table: str) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def out(small_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _cluster(small_data, tmp_path_factory.mktemp("cluster"))
+def out(small_clustered: ClusterRun) -> Path:
+    """``cluster --workers 2`` on the small sample, run once per session (see conftest)."""
+    return small_clustered.out
 
 
 def test_planted_internal_and_external_structure_recovered(small_data: Path, out: Path) -> None:
@@ -124,17 +125,16 @@ def test_shuffled_inputs_give_the_same_final_table(
 
 
 def test_cluster_command_and_a_recorded_run_give_the_same_final_table(
-    small_data: Path, out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    out: Path, small_recorded: RecordedRun
 ) -> None:
-    """One execution path: `cluster` (no run history) and `run full_pipeline_job` (recorded in
-    the instance) materialize the same assets and agree row for row."""
-    raw = tmp_path / "data" / "raw"
-    shutil.copytree(small_data, raw, ignore=shutil.ignore_patterns("truth"))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    monkeypatch.setenv("CLUSTERING_WORKERS", "2")
-    for name in [n for n in os.environ if n.startswith("CLUSTERING_RAW")]:
-        monkeypatch.delenv(name)
-    assert run_job("full_pipeline_job", "dev", out=lambda _line: None) == 0
-    recorded = pd.read_parquet(tmp_path / "outputs" / "dev" / "final_store_clusters.parquet")
+    """One execution path: `cluster` (no run history, two workers) and `run full_pipeline_job`
+    (recorded in the instance, one worker) materialize the same assets and agree row for row."""
+    home = small_recorded.root / "dagster_home"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [run] = instance.get_runs()
+        assert run.job_name == "full_pipeline_job"
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+    recorded = pd.read_parquet(
+        small_recorded.root / "outputs" / "dev" / "final_store_clusters.parquet"
+    )
     pd.testing.assert_frame_equal(recorded, pd.read_parquet(out / "final_store_clusters.parquet"))
