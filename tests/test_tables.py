@@ -16,6 +16,7 @@ from clustering.core.tables import (
     model_table,
     profile_table,
     stores_by_category,
+    wide_matrix,
 )
 
 
@@ -88,3 +89,21 @@ def test_missing_duplicated_and_unexpected_stores_are_named() -> None:
     )
     problems = missing_or_extra_stores({"A": {1, 2}, "B": {5}}, assignments)
     assert problems == {"A": {"missing": [2], "unexpected": [9], "duplicated": [1]}}
+
+
+def test_wide_matrix_of_one_category_equals_the_pivot_of_the_long_table() -> None:
+    rng = np.random.default_rng(3)
+    long = pd.DataFrame(
+        {
+            "CATEGORY": "SNACKS",
+            "STORE_NBR": np.repeat(np.arange(160, 100, -1), 3),
+            "FEATURE": np.tile(np.array(["SHARE_B", "SHARE_A", "SHARE_C"], dtype=object), 60),
+            "VALUE": rng.normal(size=180),
+        }
+    ).iloc[:-1]  # one store lacks a feature: NaN, as the pivot gives
+    long = long.iloc[rng.permutation(len(long))].reset_index(drop=True)
+    expected = frames_from_table(long)["SNACKS"]
+    found = wide_matrix(
+        long["STORE_NBR"].to_numpy(), long["FEATURE"].to_numpy(), long["VALUE"].to_numpy()
+    )
+    pd.testing.assert_frame_equal(found, expected)

@@ -167,6 +167,21 @@ def frames_from_table(table: pd.DataFrame, value: str = "VALUE") -> dict[str, pd
     return frames
 
 
+def wide_matrix(stores: np.ndarray, features: np.ndarray, values: np.ndarray) -> pd.DataFrame:
+    """One category's long rows (store, feature, value) as the frame :func:`frames_from_table`
+    gives: index STORE_NBR sorted, features in order of first appearance, float values. A
+    numpy scatter: pandas' pivot took 0.3 s per category of 10,000 stores."""
+    store_ids, store_index = np.unique(stores.astype(np.int64), return_inverse=True)
+    codes, names = pd.factorize(pd.Series(features, dtype=object))
+    matrix = np.full((len(store_ids), len(names)), np.nan)
+    matrix[store_index, codes] = values.astype(float)
+    return pd.DataFrame(
+        matrix,
+        index=pd.Index(store_ids, dtype=np.int64, name="STORE_NBR"),
+        columns=pd.Index([str(n) for n in names], dtype=object),
+    )
+
+
 def labels_from_table(assignments: pd.DataFrame) -> dict[str, pd.Series]:
     """Per category the CLUSTER of each store, indexed by STORE_NBR (sorted)."""
     return {

@@ -513,6 +513,20 @@ class TableByKey(Mapping[str, pd.DataFrame]):
             raise KeyError(key)
         return self.store.read_where(self.schema, self.table, self.column, key)
 
+    def arrow(self, key: str, columns: list[str]) -> pa.Table:
+        """``columns`` of the rows of ``key`` as an Arrow table: no Python objects per row
+        (text columns dictionary-encoded), for callers that turn them into arrays anyway."""
+        if key not in self._all_keys():
+            raise KeyError(key)
+        selected = ", ".join(quote_identifier(c) for c in columns)
+        query = (
+            f"SELECT {selected} FROM {qualified_name(self.schema, self.table)} "
+            f"WHERE {quote_identifier(self.column)} = ?"
+        )
+        with self.store._connect(read_only=True) as con:
+            table: pa.Table = con.sql(query, params=[key]).to_arrow_table()
+        return table
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._all_keys())
 

@@ -19,6 +19,7 @@ from clustering.core.tables import (
     frames_from_table,
     labels_from_table,
     stores_by_category,
+    wide_matrix,
 )
 from clustering.dagster.assets.common import (
     OWNERS,
@@ -36,6 +37,7 @@ from clustering.dagster.assets.common import (
 from clustering.dagster.assets.workbench import honour_overrides
 from clustering.dagster.resources.io_manager import LOAD_BY_KEY
 from clustering.dagster.resources.settings import ClusteringSettings
+from clustering.io.duckdb_store import TableByKey
 
 GROUP = "merging"
 
@@ -258,11 +260,16 @@ def merge_clusters(
 class _Matrices(Mapping[str, pd.DataFrame]):
     """Per-category feature matrices of a long features table read one category at a time."""
 
-    def __init__(self, table: Mapping[str, pd.DataFrame]) -> None:
+    def __init__(self, table: TableByKey) -> None:
         self._table = table
 
     def __getitem__(self, category: str) -> pd.DataFrame:
-        return frames_from_table(self._table[category])[category]
+        part = self._table.arrow(category, ["STORE_NBR", "FEATURE", "VALUE"])
+        return wide_matrix(
+            part["STORE_NBR"].to_numpy(),
+            part["FEATURE"].to_numpy(zero_copy_only=False),
+            part["VALUE"].to_numpy(),
+        )
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._table)
