@@ -92,7 +92,7 @@ postgres:  ## install Debian's postgresql for the PostgreSQL tests when it is mi
 test: lint typecheck browser postgres  ## lint, type-check, install chromium and postgresql if missing and run the test suite
 	$(BIN)/pytest
 
-bench: $(STAMP)  ## time and peak memory of each stage on the medium and large presets
+bench: $(STAMP)  ## speed, memory and ARI against the analyst-style baseline (headline, large, xlarge, growth)
 	$(BIN)/python benchmarks/bench_pipeline.py
 
 recovery: $(STAMP)  ## ARI of the found clusters against the planted truth on small and medium
