@@ -67,3 +67,16 @@ def test_a_large_csv_reads_exactly_as_pandas_would_have_written_it(tmp_path: Pat
     frame.to_csv(tmp_path / "pandas.csv", index=False)
     assert written.read_text() == (tmp_path / "pandas.csv").read_text()
     assert stat.S_IMODE(written.stat().st_mode) == 0o640
+
+
+def test_temporary_files_of_killed_writers_are_removed_by_the_next_write(tmp_path: Path) -> None:
+    target = tmp_path / "final.csv"
+    # A writer killed mid-write (a pid no process has) and one still writing (this process).
+    orphan = tmp_path / ".final.csv.999999999.abcd.tmp"
+    live = tmp_path / f".final.csv.{os.getpid()}.efgh.tmp"
+    orphan.write_text("half")
+    live.write_text("half")
+    write_frame(pd.DataFrame({"STORE_NBR": [1]}), target)
+    assert not orphan.exists()
+    assert live.exists()
+    assert target.read_text() == "STORE_NBR\n1\n"
