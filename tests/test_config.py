@@ -403,3 +403,25 @@ def test_readme_site_file_example_loads(tmp_path: Path, monkeypatch: pytest.Monk
         "ops@example.com",
     ]
     assert config.alerts.ui_base_url == "http://dagster.example.internal:3000"
+
+
+def test_run_config_scenario_and_parameters_files_share_one_sentence_per_problem(
+    tmp_path: Path,
+) -> None:
+    from clustering.cli.run import read_run_config
+    from clustering.core.errors import ConfigError
+
+    missing = tmp_path / "nope.yml"
+    with pytest.raises(ConfigError, match=r"^run config file '.*nope.yml' does not exist\.$"):
+        read_run_config(missing)
+    broken = tmp_path / "broken.yml"
+    broken.write_text("ops: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"^run config file '.*broken.yml' cannot be parsed: "):
+        read_run_config(broken)
+    listed = tmp_path / "list.yml"
+    listed.write_text("- ops\n")
+    with pytest.raises(ConfigError, match=r"must hold a mapping such as ops"):
+        read_run_config(listed)
+    empty = tmp_path / "empty.yml"
+    empty.write_text("")
+    assert read_run_config(empty) == {}

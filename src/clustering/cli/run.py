@@ -92,18 +92,9 @@ def parse_tags(tags: Mapping[str, str] | Iterable[str], env: str) -> dict[str, s
 
 def read_run_config(path: Path) -> dict[str, Any]:
     """A run config (``ops: …``) from a YAML file; one sentence when it cannot be read."""
-    import yaml
+    from clustering.infra.params_file import read_mapping_file
 
-    if not path.is_file():
-        raise ConfigError(f"run config file '{path}' does not exist.")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        reason = str(exc).splitlines()[0]
-        raise ConfigError(f"run config file '{path}' cannot be parsed: {reason}.") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"run config file '{path}' must hold a mapping such as ops: {{…}}.")
-    return data
+    return read_mapping_file(path, "run config file", "a mapping such as ops: {…}")
 
 
 def job_names(defs: dg.Definitions) -> list[str]:

@@ -197,17 +197,9 @@ def _parse_value(text: str) -> object:
 
 
 def _read_scenario_file(path: Path) -> dict[str, Any]:
-    import yaml
+    from clustering.infra.params_file import read_mapping_file
 
-    if not path.is_file():
-        raise ConfigError(f"scenario file '{path}' does not exist.")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        reason = str(exc).splitlines()[0]
-        raise ConfigError(f"scenario file '{path}' cannot be parsed: {reason}.") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"scenario file '{path}' must hold a mapping (name, categories, set).")
+    data = read_mapping_file(path, "scenario file", "a mapping (name, categories, set)")
     unknown = sorted(set(data) - {"name", "categories", "set"})
     if unknown:
         raise ConfigError(

@@ -342,6 +342,19 @@ class DuckDBStore:
                     return _restore(read, layout)
         raise TableNotFoundError(f"no table {target} in {self.path}")
 
+    def read_where_arrow(
+        self, schema: str, table: str, column: str, value: object, columns: list[str]
+    ) -> pa.Table:
+        """:meth:`read_where` as an Arrow table of ``columns`` (no Python object per row)."""
+        selected = ", ".join(quote_identifier(c) for c in columns)
+        query = (
+            f"SELECT {selected} FROM {qualified_name(schema, table)} "
+            f"WHERE {quote_identifier(column)} = ?"
+        )
+        with self._connect(read_only=True) as con:
+            result: pa.Table = con.sql(query, params=[value]).to_arrow_table()
+        return result
+
     def read_tags(self, schema: str, table: str) -> dict[str, Any]:
         """The tags stored with ``"schema"."table"`` (empty for tables written without tags)."""
         target = qualified_name(schema, table)
@@ -518,14 +531,7 @@ class TableByKey(Mapping[str, pd.DataFrame]):
         (text columns dictionary-encoded), for callers that turn them into arrays anyway."""
         if key not in self._all_keys():
             raise KeyError(key)
-        selected = ", ".join(quote_identifier(c) for c in columns)
-        query = (
-            f"SELECT {selected} FROM {qualified_name(self.schema, self.table)} "
-            f"WHERE {quote_identifier(self.column)} = ?"
-        )
-        with self.store._connect(read_only=True) as con:
-            table: pa.Table = con.sql(query, params=[key]).to_arrow_table()
-        return table
+        return self.store.read_where_arrow(self.schema, self.table, self.column, key, columns)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._all_keys())
