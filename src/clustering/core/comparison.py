@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 STORE_COLUMNS = ["CATEGORY", "STORE_NBR", "CLUSTER_A", "CLUSTER_B", "COUNTERPART_B", "MOVED"]
+_STORE_TEXT = ["CATEGORY", "CLUSTER_A", "CLUSTER_B", "COUNTERPART_B"]
 CLUSTER_COLUMNS = ["CATEGORY", "CLUSTER_A", "SIZE_A", "CLUSTER_B", "SIZE_B", "SIZE_CHANGE"]
 SUMMARY_COLUMNS = [
     "CATEGORY",
@@ -118,14 +119,17 @@ def compare_final_tables(
 ) -> Comparison:
     """Compare two final tables (``STORE_NBR``, ``CATEGORY`` and ``cluster_column``) per
     category both have."""
-    categories = sorted(set(a["CATEGORY"].astype(str)) & set(b["CATEGORY"].astype(str)))
+    # Row positions per category, found once (not one scan of millions of rows per category).
+    rows_a = {str(c): i for c, i in a.groupby(a["CATEGORY"].astype(str)).indices.items()}
+    rows_b = {str(c): i for c, i in b.groupby(b["CATEGORY"].astype(str)).indices.items()}
     summaries, stores, clusters = [], [], []
-    for category in categories:
-        left = a[a["CATEGORY"] == category].set_index("STORE_NBR")[cluster_column]
-        right = b[b["CATEGORY"] == category].set_index("STORE_NBR")[cluster_column]
+    for category in sorted(set(rows_a) & set(rows_b)):
+        left = a.iloc[rows_a[category]].set_index("STORE_NBR")[cluster_column]
+        right = b.iloc[rows_b[category]].set_index("STORE_NBR")[cluster_column]
         summary, store_rows, cluster_rows = _compare_category(category, left, right)
         summaries.append(summary)
-        stores.append(store_rows)
+        # Text in Arrow buffers: every store of every category is listed.
+        stores.append(store_rows.astype({c: "string[pyarrow]" for c in _STORE_TEXT}))
         clusters.append(cluster_rows)
     return Comparison(
         summary=pd.DataFrame(summaries, columns=SUMMARY_COLUMNS),

@@ -66,10 +66,13 @@ def map_categories(
     *args: object,
     workers: int | None = None,
     progress: Callable[[str, R], None] | None = None,
+    keep: bool = True,
 ) -> dict[str, R]:
     """``function(name, item, *args)`` for every category, in parallel processes; sorted by name.
 
     ``progress(name, result)`` is called as each category finishes, in the order they finish.
+    With ``keep=False`` results are only handed to ``progress`` (which takes what it needs)
+    and the returned mapping is empty: no result outlives its turn.
     ``items`` may be a lazy mapping: each item is read when a worker is about to need it.
     ``function`` must be importable by name (a module-level function). With more than one worker
     the pool's processes are started by a fork server: forking a process that already ran OpenMP
@@ -80,7 +83,8 @@ def map_categories(
     results: dict[str, R] = {}
 
     def report(name: str, value: R) -> None:
-        results[name] = value
+        if keep:
+            results[name] = value
         if progress is not None:
             progress(name, value)
 
@@ -107,7 +111,7 @@ def map_categories(
                 for future in sorted(done, key=lambda f: running[f]):
                     report(running.pop(future), future.result())
                     submit_next()
-    return {name: results[name] for name in names}
+    return {name: results[name] for name in names if name in results}
 
 
 def describe_result(name: str, result: ClusterResult | ClusteredSet) -> str:

@@ -48,6 +48,16 @@ FINAL_COLUMNS = [
     "DISTANCE",
 ]
 NO_EXTERNAL = "NOEXT"
+#: The final table's text columns, kept in Arrow buffers (a chain of 50,000 stores × 100
+#: categories has 5 million rows: as Python strings they took over a gigabyte).
+TEXT_COLUMNS = ["CATEGORY", "DEMAND_CLUSTER", "REBALANCED_CLUSTER"]
+COMPACT_TEXT = "string[pyarrow]"
+
+
+def compact_text(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``frame`` with ``columns`` as Arrow-backed text (same values, missing stays missing)."""
+    return frame.astype({column: COMPACT_TEXT for column in columns if column in frame})
+
 
 #: Outcomes recorded per category (the size check reads this field, never the note text).
 OUTCOME_SPLIT = "split"
@@ -382,7 +392,7 @@ def merge_categories(
         )
         if each is not None:
             each(category, frame, matrix)
-        frames.append(frame)
+        frames.append(compact_text(frame, TEXT_COLUMNS))
         summaries.append(summary)
     if not frames:
         return pd.DataFrame(columns=FINAL_COLUMNS), summaries

@@ -82,8 +82,15 @@ def check_overrides(
             f"overrides file '{source}', line {_line(position)}: store {row['STORE_NBR']} in "
             f"{row['CATEGORY']} is pinned twice; keep one row per store and category."
         )
-    categories = set(final["CATEGORY"].astype(str))
-    stores = {str(c): set(g) for c, g in final.groupby("CATEGORY")["STORE_NBR"]}
+    categories = {str(c) for c in final["CATEGORY"].unique()}
+    stores: dict[str, set[int]] = {}  # of the pinned categories only
+
+    def stores_of(category: str) -> set[int]:
+        if category not in stores:
+            rows = (final["CATEGORY"] == category).to_numpy(bool)
+            stores[category] = {int(s) for s in final.loc[rows, "STORE_NBR"]}
+        return stores[category]
+
     keep = []
     for position, (store, category) in enumerate(
         zip(overrides["STORE_NBR"], overrides["CATEGORY"], strict=True)
@@ -97,7 +104,7 @@ def check_overrides(
                 f"overrides file '{source}', line {_line(position)}: category '{category}' is "
                 f"not a category of this run (categories: {known})."
             )
-        if int(store) not in stores[category]:
+        if int(store) not in stores_of(category):
             raise OverrideError(
                 f"overrides file '{source}', line {_line(position)}: store {store} has no sales "
                 f"in {category}, so it has no cluster there to override."
@@ -157,13 +164,25 @@ def apply_overrides(
     """
     result = final.reset_index(drop=True)
     result["OVERRIDDEN"] = False
-    result["OVERRIDE_REASON"] = ""
+    # Text like the cluster labels (Arrow-backed in a large final table), "" when not pinned.
+    text_type = result["REBALANCED_CLUSTER"].dtype
+    if isinstance(text_type, pd.StringDtype):
+        blank = np.zeros(len(result), dtype=np.int64)
+        result["OVERRIDE_REASON"] = pd.array([""], dtype=text_type).take(blank)
+    else:
+        result["OVERRIDE_REASON"] = ""
     audit_rows: list[dict[str, object]] = []
-    position = {
-        (str(c), int(s)): i
-        for i, (c, s) in enumerate(zip(result["CATEGORY"], result["STORE_NBR"], strict=True))
-    }
-    labels = result["REBALANCED_CLUSTER"].astype(str)
+    # Rows are looked up per pinned category only: a dictionary of every (category, store) of
+    # a chain with millions of rows would cost far more than the few pins it serves.
+    # The model's labels of each pinned category, taken before any pin moves a store.
+    labels_of: dict[str, pd.Series] = {}
+
+    def model_labels(category: str) -> pd.Series:
+        if category not in labels_of:
+            rows = result.index[(result["CATEGORY"] == category).to_numpy(bool)]
+            labels_of[category] = result.loc[rows, "REBALANCED_CLUSTER"].astype(str)
+        return labels_of[category]
+
     approvals = overrides.reindex(columns=["APPROVED_BY"])["APPROVED_BY"]
     columns = [overrides[c].tolist() for c in REQUIRED_COLUMNS] + [approvals.tolist()]
     for store_value, category_value, pinned_value, reason_value, by_value in zip(
@@ -185,9 +204,10 @@ def apply_overrides(
         if scope is not None and category not in scope:
             audit_rows.append({**audit, "STATUS": OUT_OF_SCOPE, "NOTE": "not in this scenario"})
             continue
-        i = position[(category, store)]
-        model = labels.iloc[i]
-        in_category = labels[result["CATEGORY"] == category]
+        in_category = model_labels(category)
+        rows = in_category.index
+        i = int(rows[(result.loc[rows, "STORE_NBR"] == store).to_numpy(bool)][0])
+        model = in_category[i]
         status, target, note = _follow_pin(pinned, category, in_category, result, earlier_members)
         if status == REVIEW:
             result.loc[i, "OVERRIDE_REASON"] = f"REVIEW: {note} {reason}"

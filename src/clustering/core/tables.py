@@ -8,7 +8,7 @@ once: nothing converts back and forth. Rows are always re-joined by key, never b
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import numpy as np
 import pandas as pd
@@ -81,17 +81,43 @@ FEATURE_SCHEMA = pa.schema(
 )
 
 
-def feature_batches(clustered: Mapping[str, ClusteredSet]) -> pa.RecordBatchReader:
-    """:func:`feature_table` as a stream, one category at a time (sorted by category): the
-    whole long table of a large chain (100 categories × 50,000 stores × 9 features) would not
-    fit in memory at once."""
+class CategoryTables:
+    """A clustering step's output tables, built category by category as each one finishes.
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        for name in sorted(clustered):
-            part = feature_table({name: clustered[name]})
-            yield pa.RecordBatch.from_pandas(part, schema=FEATURE_SCHEMA, preserve_index=False)
+    ``builders`` name the small tables and the function making each from clustered sets (e.g.
+    ``{"models": model_table}``); each category's rows are kept, its long feature rows go to
+    ``spill`` at once (an Arrow table of :data:`FEATURE_SCHEMA`), and the clustered set itself
+    is not kept: memory holds one category's matrices at a time, not every category's.
+    """
 
-    return pa.RecordBatchReader.from_batches(FEATURE_SCHEMA, batches())
+    def __init__(
+        self,
+        builders: Mapping[str, Callable[[Mapping[str, ClusteredSet]], pd.DataFrame]],
+        spill: Callable[[pa.Table], None],
+    ) -> None:
+        self._builders = dict(builders)
+        self._spill = spill
+        self._parts: dict[str, dict[str, pd.DataFrame]] = {}
+        self.outlier_rows = 0  # feature rows flagged OUTLIER, over every category
+
+    def add(self, name: str, item: ClusteredSet) -> None:
+        """Take category ``name``'s rows of every table from ``item``."""
+        one = {name: item}
+        features = feature_table(one)
+        self.outlier_rows += int(features["OUTLIER"].sum())
+        self._spill(pa.Table.from_pandas(features, schema=FEATURE_SCHEMA, preserve_index=False))
+        self._parts[name] = {part: build(one) for part, build in self._builders.items()}
+
+    def names(self) -> list[str]:
+        """The categories taken so far, sorted."""
+        return sorted(self._parts)
+
+    def table(self, part: str) -> pd.DataFrame:
+        """Table ``part`` over every category taken, in category order."""
+        frames = [self._parts[name][part] for name in self.names()]
+        if not frames:
+            return self._builders[part]({})
+        return pd.concat(frames, ignore_index=True)
 
 
 def model_table(clustered: Mapping[str, ClusteredSet]) -> pd.DataFrame:
@@ -195,31 +221,34 @@ def external_frames(features: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {EXTERNAL_SET: features.set_index("STORE_NBR").sort_index().astype(float)}
 
 
-def stores_by_category(table: pd.DataFrame) -> dict[str, set[int]]:
-    """The stores of each category of a long table (``CATEGORY``, ``STORE_NBR`` columns); a table
-    without ``CATEGORY`` is the one external set."""
+def stores_by_category(table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The stores of each category of a long table (``CATEGORY``, ``STORE_NBR`` columns), each
+    a sorted array without repeats; a table without ``CATEGORY`` is the one external set."""
     if "CATEGORY" not in table.columns:
-        return {EXTERNAL_SET: {int(s) for s in table["STORE_NBR"]}}
+        return {EXTERNAL_SET: np.unique(table["STORE_NBR"].to_numpy(dtype=np.int64))}
     return {
-        str(category): {int(s) for s in group.unique()}
+        str(category): np.unique(group.to_numpy(dtype=np.int64))
         for category, group in table.groupby("CATEGORY", sort=True)["STORE_NBR"]
     }
 
 
 def missing_or_extra_stores(
-    expected: Mapping[str, set[int]], assignments: pd.DataFrame
+    expected: Mapping[str, Collection[int] | np.ndarray], assignments: pd.DataFrame
 ) -> dict[str, dict[str, list[int]]]:
     """Per category the stores without an assignment and those assigned more than once or
     unexpectedly (first 10 of each); empty when every store has exactly one row."""
     problems: dict[str, dict[str, list[int]]] = {}
     duplicated = assignments[assignments.duplicated(["CATEGORY", "STORE_NBR"], keep=False)]
     found_by = stores_by_category(assignments) if len(assignments) else {}
+    nothing = np.zeros(0, dtype=np.int64)
     for name in sorted(set(expected) | set(found_by)):
-        found = found_by.get(name, set())
-        wanted = expected.get(name, set())
+        found = found_by.get(name, nothing)
+        given = expected.get(name, nothing)
+        wanted = np.unique(np.asarray(given if isinstance(given, np.ndarray) else list(given)))
+        wanted = wanted.astype(np.int64)
         issue = {
-            "missing": sorted(wanted - found)[:10],
-            "unexpected": sorted(found - wanted)[:10],
+            "missing": [int(s) for s in np.setdiff1d(wanted, found)[:10]],
+            "unexpected": [int(s) for s in np.setdiff1d(found, wanted)[:10]],
             "duplicated": sorted(
                 {int(s) for s in duplicated.loc[duplicated["CATEGORY"] == name, "STORE_NBR"]}
             )[:10],

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from filelock import FileLock, Timeout
 
 from clustering.core.errors import ClusteringError
@@ -85,7 +86,7 @@ def qualified_name(schema: str, table: str) -> str:
     return f"{quote_identifier(schema)}.{quote_identifier(table)}"
 
 
-def _sql_string(text: str) -> str:
+def sql_string(text: str) -> str:
     """A single-quoted SQL string literal (DDL such as COMMENT ON takes no parameters)."""
     return "'" + text.replace("'", "''") + "'"
 
@@ -155,7 +156,9 @@ def _flatten(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         storable = _storable_series(series)
         columns[stored] = storable
         is_index = position < len(index_names)
-        layout_columns.append({"label": None if is_index else label, "dtype": str(storable.dtype)})
+        layout_columns.append(
+            {"label": None if is_index else label, "dtype": _dtype_name(storable.dtype)}
+        )
     flat = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
     columns_name = frame.columns.name
     layout = {
@@ -165,6 +168,73 @@ def _flatten(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         "columns": layout_columns,
     }
     return flat, layout
+
+
+#: Text kept in Arrow buffers (no Python object per value): the dtype of large text columns,
+#: e.g. the final table's cluster labels at millions of rows.
+COMPACT_TEXT = "string[pyarrow]"
+
+
+def _dtype_name(dtype: object) -> str:
+    """The dtype as :func:`pandas.api.types.pandas_dtype` reads it back (``str`` of pyarrow
+    strings says only "string", which would come back as Python strings)."""
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        return COMPACT_TEXT
+    return str(dtype)
+
+
+def _arrow_to_frame(table: pa.Table, layout: dict[str, Any] | None) -> pd.DataFrame:
+    """An Arrow read as pandas: columns the layout stores as compact text stay in Arrow buffers,
+    the others convert as DuckDB's own ``df()`` would."""
+    specs = (layout or {}).get("columns") or []
+    compact = {
+        str(table.column_names[position])
+        for position, spec in enumerate(specs)
+        if isinstance(spec, dict) and spec.get("dtype") == COMPACT_TEXT
+    }
+    if len(specs) != table.num_columns or not compact:
+        whole: pd.DataFrame = table.to_pandas()
+        return whole
+    return arrow_to_pandas(table, compact)
+
+
+def arrow_to_pandas(table: pa.Table, compact: Collection[str] | None = None) -> pd.DataFrame:
+    """``table`` as DuckDB's ``df()`` gives a result (integers and booleans with missing values
+    as pandas' nullable types), except that text columns named in ``compact`` (all text
+    columns when None) stay in Arrow buffers as ``string[pyarrow]``: no Python object per
+    value, for tables of millions of rows."""
+    data = {}
+    for position, name in enumerate(table.column_names):
+        column = table.column(position)
+        kind = column.type
+        if (pa.types.is_string(kind) or pa.types.is_large_string(kind)) and (
+            compact is None or name in compact
+        ):
+            data[name] = pd.Series(
+                pd.arrays.ArrowStringArray(column.cast(pa.large_string()).combine_chunks())
+            )
+        elif column.null_count and (pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
+            data[name] = pd.Series(column.to_pandas(types_mapper=_nullable_type))
+        else:
+            data[name] = pd.Series(column.to_pandas())
+    return pd.DataFrame(data, index=pd.RangeIndex(table.num_rows))
+
+
+_NULLABLE = {
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.uint8(): pd.UInt8Dtype(),
+    pa.uint16(): pd.UInt16Dtype(),
+    pa.uint32(): pd.UInt32Dtype(),
+    pa.uint64(): pd.UInt64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+}
+
+
+def _nullable_type(arrow_type: pa.DataType) -> object:
+    return _NULLABLE.get(arrow_type)
 
 
 def storable_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -309,8 +379,8 @@ class DuckDBStore:
             with self._connect(read_only=True) as con:
                 found = self._table_comment(con, schema, table)
                 if found is not None:
-                    read: pd.DataFrame = con.execute(f"SELECT * FROM {target}").df()
                     layout = _parse_layout(found[0])
+                    read = _read(con, f"SELECT * FROM {target}", [], layout)
                     if layout is None:
                         return read, {}
                     tags = layout.get("tags")
@@ -332,11 +402,13 @@ class DuckDBStore:
                 found = self._table_comment(con, schema, table)
                 if found is not None:
                     selected = ", ".join(quote_identifier(c) for c in columns) if columns else "*"
-                    read: pd.DataFrame = con.execute(
+                    layout = _parse_layout(found[0])
+                    read = _read(
+                        con,
                         f"SELECT {selected} FROM {target} WHERE {quote_identifier(column)} = ?",
                         [value],
-                    ).df()
-                    layout = _parse_layout(found[0])
+                        None if columns else layout,
+                    )
                     if layout is None or columns:
                         return read
                     return _restore(read, layout)
@@ -354,6 +426,30 @@ class DuckDBStore:
         with self._connect(read_only=True) as con:
             result: pa.Table = con.sql(query, params=[value]).to_arrow_table()
         return result
+
+    def read_keys_arrow(
+        self,
+        schema: str,
+        table: str,
+        column: str,
+        values: list[object],
+        columns: list[str] | None = None,
+    ) -> tuple[pa.Table, dict[str, Any] | None]:
+        """The rows whose ``column`` is one of ``values``, as one Arrow table (``columns``, or
+        all), with the table's stored layout (None when written by something else): several
+        categories in one read, which :class:`TableByKey` splits."""
+        target = qualified_name(schema, table)
+        selected = ", ".join(quote_identifier(c) for c in columns) if columns else "*"
+        marks = ", ".join("?" for _ in values)
+        with self._connect(read_only=True) as con:
+            found = self._table_comment(con, schema, table)
+            if found is None:
+                raise TableNotFoundError(f"no table {target} in {self.path}")
+            result: pa.Table = con.sql(
+                f"SELECT {selected} FROM {target} WHERE {quote_identifier(column)} IN ({marks})",
+                params=list(values),
+            ).to_arrow_table()
+        return result, _parse_layout(found[0])
 
     def read_tags(self, schema: str, table: str) -> dict[str, Any]:
         """The tags stored with ``"schema"."table"`` (empty for tables written without tags)."""
@@ -423,7 +519,7 @@ class DuckDBStore:
             con.execute(
                 f"ALTER TABLE {qualified_name(schema, staging)} RENAME TO {quote_identifier(table)}"
             )
-            con.execute(f"COMMENT ON TABLE {target} IS {_sql_string(comment)}")
+            con.execute(f"COMMENT ON TABLE {target} IS {sql_string(comment)}")
             con.execute("COMMIT")
         except BaseException:
             with suppress(duckdb.Error):
@@ -441,8 +537,8 @@ class DuckDBStore:
             "WHERE database_name = current_database() "
             "AND lower(schema_name) = lower(?) AND lower(table_name) = lower(?)",
             [schema, table],
-        ).fetchone()
-        return None if row is None else (row[0],)
+        ).fetchall()  # every row: DuckDB 2 keeps a half-read result blocking the connection
+        return (row[0][0],) if row else None
 
     @staticmethod
     def _drop_orphan_staging_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -505,42 +601,121 @@ class DuckDBStore:
 
 class TableByKey(Mapping[str, pd.DataFrame]):
     """A stored table read one key at a time, e.g. category by category: a read-only mapping
-    from each distinct value of ``column`` to its rows, read when asked for (never whole)."""
+    from each distinct value of ``column`` to its rows, read when asked for (never whole).
 
-    def __init__(self, store: DuckDBStore, schema: str, table: str, column: str) -> None:
+    Keys are read in batches of consecutive keys (in sorted order) of at most ``batch_rows``
+    rows together, one connection per batch: a few hundred small categories cost a few reads,
+    and memory stays bounded by the batch, not the table. Each key of a batch is handed out
+    once and then forgotten; asking for it again reads it again.
+    """
+
+    def __init__(
+        self,
+        store: DuckDBStore,
+        schema: str,
+        table: str,
+        column: str,
+        batch_rows: int = 1_000_000,
+    ) -> None:
         self.store, self.schema, self.table, self.column = store, schema, table, column
-        self._keys: list[str] | None = None
+        self.batch_rows = max(int(batch_rows), 1)
+        self._counts: dict[str, int] | None = None
+        self._values: dict[str, object] = {}
+        self._batch: dict[str, pa.Table] = {}
+        self._batch_columns: tuple[str, ...] | None = None
+        self._layout: dict[str, Any] | None = None
 
-    def _all_keys(self) -> list[str]:
-        if self._keys is None:
+    def _all_counts(self) -> dict[str, int]:
+        if self._counts is None:
             name = quote_identifier(self.column)
             found = self.store.query(
-                f"SELECT DISTINCT {name} AS KEY FROM {qualified_name(self.schema, self.table)} "
-                f"WHERE {name} IS NOT NULL ORDER BY KEY"
+                f"SELECT {name} AS KEY, count(*) AS N "
+                f"FROM {qualified_name(self.schema, self.table)} "
+                f"WHERE {name} IS NOT NULL GROUP BY KEY ORDER BY KEY"
             )
-            self._keys = [str(k) for k in found["KEY"]]
-        return self._keys
+            self._values = {str(k): k for k in found["KEY"]}
+            self._counts = {str(k): int(n) for k, n in zip(found["KEY"], found["N"], strict=True)}
+        return self._counts
+
+    def _all_keys(self) -> list[str]:
+        return list(self._all_counts())
+
+    def _rows(self, key: str, columns: list[str] | None) -> pa.Table:
+        """The Arrow rows of ``key`` (``columns``, or all), from the batch read with it."""
+        counts = self._all_counts()
+        if key not in counts:
+            raise KeyError(key)
+        wanted = tuple(columns) if columns else None
+        if wanted != self._batch_columns or key not in self._batch:
+            self._read_batch(key, columns)
+        return self._batch.pop(key)
+
+    def _read_batch(self, first: str, columns: list[str] | None) -> None:
+        counts = self._all_counts()
+        keys = list(counts)
+        batch = [first]
+        rows = counts[first]
+        for key in keys[keys.index(first) + 1 :]:
+            if rows + counts[key] > self.batch_rows:
+                break
+            batch.append(key)
+            rows += counts[key]
+        selected = None if columns is None else [*columns, self.column]
+        self._batch = {}
+        read, self._layout = self.store.read_keys_arrow(
+            self.schema, self.table, self.column, [self._values[k] for k in batch], selected
+        )
+        key_values = read.column(self.column if columns is not None else _position(read, self))
+        if columns is not None:
+            read = read.select(list(columns))
+        if len(batch) == 1:
+            self._batch = {first: read}
+        else:
+            for key in batch:
+                self._batch[key] = read.filter(pc.equal(key_values, self._values[key]))
+        self._batch_columns = None if columns is None else tuple(columns)
 
     def __getitem__(self, key: str) -> pd.DataFrame:
-        if key not in self._all_keys():
-            raise KeyError(key)
-        return self.store.read_where(self.schema, self.table, self.column, key)
+        rows = self._rows(key, None)
+        frame = _arrow_to_frame(rows, self._layout)
+        return frame if self._layout is None else _restore(frame, self._layout)
 
     def arrow(self, key: str, columns: list[str]) -> pa.Table:
         """``columns`` of the rows of ``key`` as an Arrow table: no Python objects per row
         (text columns dictionary-encoded), for callers that turn them into arrays anyway."""
-        if key not in self._all_keys():
-            raise KeyError(key)
-        return self.store.read_where_arrow(self.schema, self.table, self.column, key, columns)
+        return self._rows(key, columns)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._all_keys())
 
     def __len__(self) -> int:
-        return len(self._all_keys())
+        return len(self._all_counts())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._all_counts()
 
     def __repr__(self) -> str:
         return f"TableByKey({qualified_name(self.schema, self.table)} by {self.column})"
+
+
+def _position(read: pa.Table, table: TableByKey) -> int:
+    """Where the key column is in a ``SELECT *`` read (DuckDB matches names case-blind)."""
+    names = [name.lower() for name in read.column_names]
+    return names.index(table.column.lower())
+
+
+def _read(
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    parameters: list[object],
+    layout: dict[str, Any] | None,
+) -> pd.DataFrame:
+    """A query's rows as pandas; through Arrow when the layout keeps compact text columns."""
+    specs = (layout or {}).get("columns") or []
+    if any(isinstance(spec, dict) and spec.get("dtype") == COMPACT_TEXT for spec in specs):
+        return _arrow_to_frame(con.sql(query, params=parameters).to_arrow_table(), layout)
+    read: pd.DataFrame = con.execute(query, parameters).df()
+    return read
 
 
 def _parse_layout(comment: str | None) -> dict[str, Any] | None:
@@ -557,13 +732,16 @@ def _parse_layout(comment: str | None) -> dict[str, Any] | None:
 
 
 __all__ = [
+    "COMPACT_TEXT",
     "STAGING_PREFIX",
     "DuckDBStore",
     "StoreLockTimeoutError",
     "TableByKey",
     "TableNotFoundError",
     "UnsupportedFrameError",
+    "arrow_to_pandas",
     "qualified_name",
     "quote_identifier",
+    "sql_string",
     "storable_frame",
 ]

@@ -27,6 +27,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -34,7 +35,14 @@ import pandas as pd
 import pyarrow as pa
 
 from clustering.core.errors import ClusteringError
-from clustering.io.duckdb_store import DuckDBStore, qualified_name, quote_identifier
+from clustering.io.duckdb_store import (
+    DuckDBStore,
+    TableByKey,
+    arrow_to_pandas,
+    qualified_name,
+    quote_identifier,
+    sql_string,
+)
 
 SCHEMA = "history"
 RUNS = "runs"
@@ -124,26 +132,53 @@ def _arrow(frame: pd.DataFrame) -> pa.Table:
     return table
 
 
+#: History tables read with compact text (one row per store × category).
+COMPACT_TABLES = frozenset({"final_store_clusters"})
+
+
 class HistoryStore(DuckDBStore):
     """Append and read the run history of one warehouse file."""
 
-    def record_run(self, record: RunRecord, tables: Mapping[str, pd.DataFrame]) -> None:
+    def record_run(
+        self, record: RunRecord, tables: Mapping[str, pd.DataFrame | TableByKey]
+    ) -> None:
         """Add ``record`` and its ``tables`` (names from :data:`TABLES`), replacing any rows of
-        the same run id, in one transaction."""
+        the same run id, in one transaction.
+
+        A table may be given as a stored table of this same file (a :class:`TableByKey`): it is
+        copied inside DuckDB, never read into Python (the final table of a large chain has
+        millions of rows).
+        """
         unknown = sorted(set(tables) - set(TABLES))
         if unknown:
             raise ValueError(f"not history tables: {', '.join(unknown)}")
-        frames = {RUNS: pd.DataFrame([record.as_row()])}
-        for name, frame in tables.items():
-            frames[name] = frame.assign(**{RUN_KEY: record.run_id})[
-                [RUN_KEY, *[c for c in frame.columns if c != RUN_KEY]]
-            ]
+        run = sql_string(record.run_id)
+        sources: dict[str, tuple[str, pa.Table | None]] = {}
+        sources[RUNS] = ("", _arrow(pd.DataFrame([record.as_row()])))
+        for name, given in tables.items():
+            if isinstance(given, TableByKey) and Path(given.store.path) == Path(self.path):
+                stored = qualified_name(given.schema, given.table)
+                sources[name] = (f"SELECT {run} AS {RUN_KEY}, * FROM {stored}", None)
+                continue
+            frame = (
+                given.store.read_table(given.schema, given.table)
+                if isinstance(given, TableByKey)
+                else given
+            )
+            sources[name] = (
+                "",
+                _arrow(
+                    frame.assign(**{RUN_KEY: record.run_id})[
+                        [RUN_KEY, *[c for c in frame.columns if c != RUN_KEY]]
+                    ]
+                ),
+            )
         with self._connect(read_only=False) as con:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(SCHEMA)}")
             con.execute("BEGIN TRANSACTION")
             try:
-                for name, frame in frames.items():
-                    self._append(con, name, frame, record.run_id)
+                for name, (query, arrow) in sources.items():
+                    self._append(con, name, query, arrow, record.run_id)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -151,14 +186,20 @@ class HistoryStore(DuckDBStore):
 
     @staticmethod
     def _append(
-        con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, run_id: str
+        con: duckdb.DuckDBPyConnection,
+        name: str,
+        query: str,
+        arrow: pa.Table | None,
+        run_id: str,
     ) -> None:
+        """Append the rows of ``query`` (or of ``arrow``, when given) to history table ``name``."""
         target = qualified_name(SCHEMA, name)
         view = f"__history_{uuid.uuid4().hex}"
-        con.register(view, _arrow(frame))
+        if arrow is not None:
+            con.register(view, arrow)
+            query = f"SELECT * FROM {quote_identifier(view)}"
         try:
-            source = quote_identifier(view)
-            con.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM {source} LIMIT 0")
+            con.execute(f"CREATE TABLE IF NOT EXISTS {target} AS {query} LIMIT 0")
             existing = {
                 str(row[0]).casefold()
                 for row in con.execute(
@@ -169,7 +210,7 @@ class HistoryStore(DuckDBStore):
             }
             # A newer version may record more columns: older rows get NULL there.
             types = dict(
-                con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {source})").fetchall()
+                con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {query})").fetchall()
             )
             for column, kind in types.items():
                 if str(column).casefold() not in existing:
@@ -177,11 +218,16 @@ class HistoryStore(DuckDBStore):
                         f"ALTER TABLE {target} ADD COLUMN {quote_identifier(column)} {kind}"
                     )
             con.execute(f"DELETE FROM {target} WHERE {RUN_KEY} = ?", [run_id])
-            con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {source}")
+            con.execute(f"INSERT INTO {target} BY NAME {query}")
         finally:
-            con.unregister(view)
+            if arrow is not None:
+                con.unregister(view)
 
-    def _query(self, sql: str, parameters: list[object] | None = None) -> pd.DataFrame:
+    def _query(
+        self, sql: str, parameters: list[object] | None = None, compact: bool = False
+    ) -> pd.DataFrame:
+        """Rows of ``sql``; with ``compact`` text columns stay in Arrow buffers (pandas
+        ``string[pyarrow]``), for tables of millions of rows."""
         if not self.path.exists():
             return pd.DataFrame()
         with self._connect(read_only=True) as con:
@@ -189,9 +235,11 @@ class HistoryStore(DuckDBStore):
                 "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
                 "AND schema_name = ? AND table_name = ?",
                 [SCHEMA, RUNS],
-            ).fetchone()
-            if not present or not present[0]:
+            ).fetchall()
+            if not present or not present[0][0]:
                 return pd.DataFrame()
+            if compact:
+                return arrow_to_pandas(con.sql(sql, params=parameters or []).to_arrow_table())
             result: pd.DataFrame = con.execute(sql, parameters or []).df()
             return result
 
@@ -215,7 +263,9 @@ class HistoryStore(DuckDBStore):
             raise ValueError(f"not a history table: {name}")
         try:
             frame = self._query(
-                f"SELECT * FROM {qualified_name(SCHEMA, name)} WHERE {RUN_KEY} = ?", [run_id]
+                f"SELECT * FROM {qualified_name(SCHEMA, name)} WHERE {RUN_KEY} = ?",
+                [run_id],
+                compact=name in COMPACT_TABLES,
             )
         except duckdb.CatalogException:
             return pd.DataFrame()

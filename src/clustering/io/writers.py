@@ -22,7 +22,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     removes those whose process is gone, never another live writer's.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphans(target)
+    remove_orphans(target)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent
     )
@@ -39,7 +39,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
-def _remove_orphans(target: Path) -> None:
+def remove_orphans(target: Path) -> None:
     """Delete temporary files of ``target`` left by processes that no longer run."""
     for leftover in target.parent.glob(f".{target.name}.*.tmp"):
         pid_text = leftover.name[len(target.name) + 2 :].split(".", 1)[0]

@@ -10,19 +10,26 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, cast
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
-from clustering.core.engine import cluster_feature_table, describe_result, map_categories
+from clustering.core.engine import (
+    ClusteredSet,
+    cluster_feature_table,
+    describe_result,
+    map_categories,
+)
 from clustering.core.internal_preprocessing import share_matrices
 from clustering.core.placement import MODEL_TABLE_COLUMNS, cluster_model_table
-from clustering.core.plots import cluster_sizes_png, k_curve_png, markdown_image
+from clustering.core.plots import cluster_sizes_svg, k_curve_svg, markdown_image
 from clustering.core.tables import (
+    FEATURE_SCHEMA,
+    CategoryTables,
     assignment_table,
     centroid_table,
     chosen_models,
     cluster_labels_table,
     external_frames,
-    feature_batches,
     model_table,
     profile_table,
 )
@@ -42,6 +49,7 @@ from clustering.dagster.assets.common import (
 from clustering.dagster.resources.io_manager import LOAD_BY_KEY
 from clustering.dagster.resources.logging import LoggerResource
 from clustering.dagster.resources.settings import ClusteringSettings
+from clustering.io.spill import ArrowSpill
 
 Kind = Literal["internal", "external"]
 FrameSource = Callable[[pd.DataFrame], dict[str, pd.DataFrame]]
@@ -130,6 +138,20 @@ def _chosen_k_markdown(models: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _fitted_models(clustered: Mapping[str, ClusteredSet]) -> pd.DataFrame:
+    return cluster_model_table(clustered)[MODEL_TABLE_COLUMNS]
+
+
+#: The step's tables other than the features, each built per category as it finishes.
+TABLE_BUILDERS: dict[str, Callable[[Mapping[str, ClusteredSet]], pd.DataFrame]] = {
+    "models": model_table,
+    "assignments": assignment_table,
+    "centroids": centroid_table,
+    "profiles": profile_table,
+    "fitted_models": _fitted_models,
+}
+
+
 class _Frames(Mapping[str, pd.DataFrame]):
     """The feature sets to cluster by name, each built when asked for: from a table read one
     category at a time (the internal shares: never whole in memory) or from a loaded frame.
@@ -142,7 +164,7 @@ class _Frames(Mapping[str, pd.DataFrame]):
         self._built = {} if self._by_category else to_frames(cast(pd.DataFrame, source))
         keys = cast(Mapping[str, pd.DataFrame], source) if self._by_category else self._built
         self.names: list[str] = sorted(keys)
-        self.stores: dict[str, set[int]] = {}
+        self.stores: dict[str, np.ndarray] = {}
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name not in self.names:
@@ -152,7 +174,7 @@ class _Frames(Mapping[str, pd.DataFrame]):
             frame = self._to_frames(source[name])[name]
         else:
             frame = self._built[name]
-        self.stores[name] = {int(s) for s in frame.index}
+        self.stores[name] = frame.index.to_numpy(dtype=np.int64)
         return frame
 
     def __iter__(self) -> Iterator[str]:
@@ -235,48 +257,52 @@ def build_clustering_assets(
         frames = _Frames(source_table, to_frames)
         frames.names = config.select(frames.names, kind)
         report = progress_to(context, logger.get_logger())
-        with category_progress(len(frames), report, describe_result) as finished:
-            clustered = map_categories(
-                cluster_feature_table,
-                frames,
-                feature_params,
-                clustering_params,
-                workers=params.workers,
-                progress=finished,
+        spill = ArrowSpill(FEATURE_SCHEMA, settings.config.paths.outputs_dir)
+        try:
+            # Each category's results are turned into its rows of the output tables as soon as
+            # it finishes (features spilled to disk): no step holds every category's matrices.
+            collected = CategoryTables(TABLE_BUILDERS, spill.write)
+            with category_progress(len(frames), report, describe_result) as finished:
+
+                def take(name: str, item: ClusteredSet) -> None:
+                    collected.add(name, item)
+                    finished(name, item)
+
+                map_categories(
+                    cluster_feature_table,
+                    frames,
+                    feature_params,
+                    clustering_params,
+                    workers=params.workers,
+                    progress=take,
+                    keep=False,
+                )
+            expected = frames.stores
+            del frames, source_table
+            models = collected.table("models").assign(
+                MIN_CLUSTER_SIZE=clustering_params.min_cluster_size,
+                SILHOUETTE_FLOOR=clustering_params.silhouette_floor,
+                STABILITY_FLOOR=clustering_params.stability_floor,
+                SELECTION=clustering_params.selection,
             )
-        expected = frames.stores
-        del frames, source_table
-        models = model_table(clustered).assign(
-            MIN_CLUSTER_SIZE=clustering_params.min_cluster_size,
-            SILHOUETTE_FLOOR=clustering_params.silhouette_floor,
-            STABILITY_FLOOR=clustering_params.stability_floor,
-            SELECTION=clustering_params.selection,
-        )
-        assignments = assignment_table(clustered)
-        profiles = profile_table(clustered)
-        labels = cluster_labels_table(profiles)
-        outlier_rows = sum(
-            int(
-                item.features.outliers.reindex(item.features.matrix.index)
-                .to_numpy(dtype=bool)
-                .sum()
+            assignments = collected.table("assignments")
+            profiles = collected.table("profiles")
+            labels = cluster_labels_table(profiles)
+            # Streamed back from the spill file: the long table is the largest the step writes.
+            yield dg.Output(
+                spill.reader(),
+                output_name=key["features"],
+                metadata={"outlier_rows": collected.outlier_rows},
             )
-            * item.features.matrix.shape[1]
-            for item in clustered.values()
-        )
-        # Streamed, one category at a time: the long table is the largest the step writes.
-        yield dg.Output(
-            feature_batches(clustered),
-            output_name=key["features"],
-            metadata={"outlier_rows": outlier_rows},
-        )
+        finally:
+            spill.close()
         yield dg.Output(
             models,
             output_name=key["models"],
             metadata={
                 "chosen_k": dg.MetadataValue.md(_chosen_k_markdown(models)),
                 "summary": _chosen_k_text(models),
-                "k_curve": dg.MetadataValue.md(markdown_image(k_curve_png(models), "k-curve")),
+                "k_curve": dg.MetadataValue.md(markdown_image(k_curve_svg(models), "k-curve")),
                 "rows": len(models),
             },
         )
@@ -286,19 +312,17 @@ def build_clustering_assets(
             metadata={
                 **store_metadata(assignments),
                 "cluster_sizes": dg.MetadataValue.md(
-                    markdown_image(cluster_sizes_png(assignments), "cluster sizes")
+                    markdown_image(cluster_sizes_svg(assignments), "cluster sizes")
                 ),
             },
         )
-        yield dg.Output(centroid_table(clustered), output_name=key["centroids"])
+        yield dg.Output(collected.table("centroids"), output_name=key["centroids"])
         yield dg.Output(
             profiles,
             output_name=key["profiles"],
             metadata={**store_metadata(profiles), "clusters": preview(labels, rows=len(labels))},
         )
-        yield dg.Output(
-            cluster_model_table(clustered)[MODEL_TABLE_COLUMNS], output_name=key["fitted_models"]
-        )
+        yield dg.Output(collected.table("fitted_models"), output_name=key["fitted_models"])
         results = {
             "every_store_assigned": coverage_check(expected, assignments),
             "min_cluster_size_respected": _size_check(assignments, models),

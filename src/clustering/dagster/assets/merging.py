@@ -6,19 +6,19 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from clustering.core.external_preprocessing import external_coverage
 from clustering.core.merging import OUTCOME_TOO_SMALL, MergeSummary, merge_categories
 from clustering.core.overrides import AUDIT_COLUMNS, REVIEW
 from clustering.core.placement import MODEL_TABLE_COLUMNS, final_model_table
-from clustering.core.plots import cluster_sizes_png, markdown_image
+from clustering.core.plots import cluster_sizes_svg, markdown_image
 from clustering.core.quality import coverage_findings, failures
 from clustering.core.tables import (
     EXTERNAL_SET,
     frames_from_table,
     labels_from_table,
-    stores_by_category,
     wide_matrix,
 )
 from clustering.dagster.assets.common import (
@@ -37,7 +37,7 @@ from clustering.dagster.assets.common import (
 from clustering.dagster.assets.workbench import honour_overrides
 from clustering.dagster.resources.io_manager import LOAD_BY_KEY
 from clustering.dagster.resources.settings import ClusteringSettings
-from clustering.io.duckdb_store import TableByKey
+from clustering.io.duckdb_store import TableByKey, qualified_name
 
 GROUP = "merging"
 
@@ -86,8 +86,12 @@ SUMMARY_SCHEMA = table_schema(
 @dg.multi_asset(
     name="merge_clusters",
     group_name=GROUP,
-    # The internal features are the largest table the step reads: one category at a time.
-    ins={"internal_features": dg.AssetIn(metadata={LOAD_BY_KEY: "CATEGORY"})},
+    # The internal features and assignments are the largest tables the step reads: one
+    # category at a time.
+    ins={
+        "internal_features": dg.AssetIn(metadata={LOAD_BY_KEY: "CATEGORY"}),
+        "internal_assignments": dg.AssetIn(metadata={LOAD_BY_KEY: "CATEGORY"}),
+    },
     outs={
         "final_store_clusters": dg.AssetOut(
             description="One row per store × category: internal, external, demand and final "
@@ -164,8 +168,8 @@ def merge_clusters(
     context: dg.AssetExecutionContext,
     settings: ClusteringSettings,
     config: MergingRunConfig,
-    internal_assignments: pd.DataFrame,
-    internal_features: Any,  # a table read one category at a time (a Mapping of frames)
+    internal_assignments: Any,  # tables read one category at a time (TableByKey)
+    internal_features: Any,
     external_assignments: pd.DataFrame,
     external_features: pd.DataFrame,
 ) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
@@ -174,9 +178,10 @@ def merge_clusters(
     overrides file honoured."""
     params = config.apply(settings.config.params.merging)
     external_matrix = frames_from_table(external_features).get(EXTERNAL_SET)
+    internal_labels = _Labels(internal_assignments)
     coverage = external_coverage(
         external_matrix if external_matrix is not None else pd.DataFrame(),
-        internal_assignments["STORE_NBR"].unique(),
+        internal_labels.all_stores(),
     )
     findings = coverage_findings(coverage, settings.config.params.quality)
     stop = failures(findings)
@@ -191,7 +196,7 @@ def merge_clusters(
         models.append(final_model_table(rows, {category: matrix}, external_matrix, params.strategy))
 
     final, summaries = merge_categories(
-        labels_from_table(internal_assignments),
+        internal_labels,
         internal_matrices,
         labels_from_table(external_assignments).get(EXTERNAL_SET),
         external_matrix,
@@ -227,7 +232,7 @@ def merge_clusters(
             "stores_without_external": int(final["EXTERNAL_CLUSTER"].isna().sum()),
             "rebalanced_sizes": dg.MetadataValue.md(
                 markdown_image(
-                    cluster_sizes_png(final, "REBALANCED_CLUSTER"), "rebalanced cluster sizes"
+                    cluster_sizes_svg(final, "REBALANCED_CLUSTER"), "rebalanced cluster sizes"
                 )
             ),
         },
@@ -250,11 +255,42 @@ def merge_clusters(
     yield dg.Output(applied.audit[AUDIT_COLUMNS], output_name="store_overrides")
     yield dg.Output(final_models, output_name="final_fitted_models")
     asset = "final_store_clusters"
-    expected = stores_by_category(internal_assignments)
+    expected = internal_labels.stores
     yield for_check(coverage_check(expected, final), asset, "every_store_assigned")
     yield for_check(_final_size_check(final, summary), asset, "min_cluster_size_respected")
     yield for_check(quality_check("external_coverage", findings), asset, "external_coverage")
     yield for_check(_overrides_check(applied.audit), "store_overrides", "every_override_honoured")
+
+
+class _Labels(Mapping[str, pd.Series]):
+    """Per-category internal clusters (index STORE_NBR, sorted) of the stored assignments,
+    read one category at a time; remembers the stores of each category it gave out."""
+
+    def __init__(self, table: TableByKey) -> None:
+        self._table = table
+        self.stores: dict[str, np.ndarray] = {}
+
+    def all_stores(self) -> np.ndarray:
+        """Every store with an internal cluster in any category."""
+        stored = qualified_name(self._table.schema, self._table.table)
+        found = self._table.store.query(f"SELECT DISTINCT STORE_NBR FROM {stored}")
+        return found["STORE_NBR"].to_numpy(dtype=np.int64)
+
+    def __getitem__(self, category: str) -> pd.Series:
+        part = self._table.arrow(category, ["STORE_NBR", "CLUSTER"])
+        labels = pd.Series(
+            part["CLUSTER"].to_numpy(),
+            index=pd.Index(part["STORE_NBR"].to_numpy(), dtype=np.int64, name="STORE_NBR"),
+            name="CLUSTER",
+        ).sort_index()
+        self.stores[category] = labels.index.to_numpy()
+        return labels
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
 
 
 class _Matrices(Mapping[str, pd.DataFrame]):

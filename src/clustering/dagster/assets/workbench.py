@@ -33,9 +33,10 @@ from clustering.dagster.assets.common import (
     table_schema,
     user_errors,
 )
+from clustering.dagster.resources.io_manager import LOAD_BY_KEY
 from clustering.dagster.resources.settings import ClusteringSettings
 from clustering.infra.scenarios import SCENARIO_TAG, result_paths
-from clustering.io.duckdb_store import qualified_name
+from clustering.io.duckdb_store import TableByKey, qualified_name
 from clustering.io.history import SCHEMA as HISTORY_SCHEMA
 from clustering.io.history import HistoryStore, RunRecord
 from clustering.io.overrides_file import read_overrides
@@ -105,7 +106,9 @@ def _latest_metadata(context: dg.AssetExecutionContext, asset: str) -> dict[str,
     return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
 
 
-def quality_facts(context: dg.AssetExecutionContext, final: pd.DataFrame) -> dict[str, object]:
+def quality_facts(
+    context: dg.AssetExecutionContext, stores_without_external: int
+) -> dict[str, object]:
     """Data-quality facts of the inputs the run used (from the preprocessing assets' latest
     materializations) and of the final table."""
     internal = _latest_metadata(context, "internal_need_state_sales")
@@ -124,9 +127,20 @@ def quality_facts(context: dg.AssetExecutionContext, final: pd.DataFrame) -> dic
         "duplicate_rows_dropped": "duplicate_external_rows",
     }
     facts.update({new: external[old] for old, new in renamed.items() if old in external})
-    stores = final.drop_duplicates("STORE_NBR")
-    facts["stores_without_external"] = int(stores["EXTERNAL_CLUSTER"].isna().sum())
+    facts["stores_without_external"] = stores_without_external
     return facts
+
+
+def _final_counts(final: TableByKey) -> dict[str, int]:
+    """Rows, stores, categories and stores without external features of the stored final
+    table, counted by the warehouse."""
+    found = final.store.query(
+        "SELECT count(*) AS ROWS, count(DISTINCT STORE_NBR) AS STORES, "
+        "count(DISTINCT CATEGORY) AS CATEGORIES, "
+        "count(DISTINCT STORE_NBR) FILTER (WHERE EXTERNAL_CLUSTER IS NULL) "
+        f"AS STORES_WITHOUT_EXTERNAL FROM {qualified_name(final.schema, final.table)}"
+    )
+    return {str(name): int(value) for name, value in found.iloc[0].items()}
 
 
 def _with_track(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -142,6 +156,8 @@ def _with_track(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     kinds={"duckdb"},
     owners=OWNERS,
     tags={"stage": "workbench"},
+    # The final table is copied inside the warehouse, never read whole into Python.
+    ins={"final_store_clusters": dg.AssetIn(metadata={LOAD_BY_KEY: "CATEGORY"})},
     description="Appends this run's final table, merging summary, k-curves, profiles, overrides "
     "and fitted models (JSON) to the append-only history schema of the warehouse, keyed by run "
     "id, so any two runs can be compared and new stores placed with any run's models.",
@@ -149,7 +165,7 @@ def _with_track(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 def run_history(
     context: dg.AssetExecutionContext,
     settings: ClusteringSettings,
-    final_store_clusters: pd.DataFrame,
+    final_store_clusters: Any,  # the stored table (a TableByKey), copied by the warehouse
     merging_summary: pd.DataFrame,
     store_overrides: pd.DataFrame,
     internal_models: pd.DataFrame,
@@ -172,17 +188,18 @@ def run_history(
         }
     )
     scope = run_scope(context.run)
+    counts = _final_counts(final_store_clusters)
     record = RunRecord(
         run_id=context.run.run_id,
         recorded_at=now_utc(),
         env=config.env,
         scenario=scenario,
         job=context.run.job_name,
-        stores=int(final_store_clusters["STORE_NBR"].nunique()),
-        categories=int(final_store_clusters["CATEGORY"].nunique()),
+        stores=counts["STORES"],
+        categories=counts["CATEGORIES"],
         scope=sorted(scope) if scope is not None else [],
         params=params.model_dump(mode="json"),
-        quality=quality_facts(context, final_store_clusters),
+        quality=quality_facts(context, counts["STORES_WITHOUT_EXTERNAL"]),
     )
     store = HistoryStore(
         result_paths(config.paths.duckdb_path, config.paths.exports_dir, scenario)[0]
@@ -205,7 +222,7 @@ def run_history(
             "run_id": context.run.run_id,
             # Listed with the warehouse tables in the run summary: the rows this run added.
             "dagster/table_name": qualified_name(HISTORY_SCHEMA, "final_store_clusters"),
-            "dagster/row_count": len(final_store_clusters),
+            "dagster/row_count": counts["ROWS"],
             "duckdb_file": dg.MetadataValue.path(str(store.path)),
             "runs_recorded": runs,
             "summary": f"History: run {context.run.run_id[:8]} recorded ({runs} "

@@ -1,0 +1,180 @@
+"""The pieces that keep a large chain's run in bounded memory: tables read a few categories at a
+time, features spilled to disk while categories finish, text kept in Arrow buffers, and the
+history copied inside the warehouse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from clustering.core.engine import cluster_feature_table
+from clustering.core.params import ClusteringParams, FeatureParams
+from clustering.core.plots import cluster_sizes_svg, k_curve_svg, markdown_image
+from clustering.core.tables import (
+    FEATURE_SCHEMA,
+    CategoryTables,
+    assignment_table,
+    feature_table,
+    model_table,
+)
+from clustering.io.duckdb_store import COMPACT_TEXT, DuckDBStore, TableByKey, arrow_to_pandas
+from clustering.io.history import HistoryStore, RunRecord
+from clustering.io.spill import ArrowSpill
+
+
+def _long(categories: int, stores: int) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    rows = []
+    for c in range(categories):
+        for s in range(stores):
+            for f in ("A", "B"):
+                rows.append((f"CAT {c:02d}", 1000 + s, f, float(rng.random())))
+    return pd.DataFrame(rows, columns=["CATEGORY", "STORE_NBR", "FEATURE", "VALUE"])
+
+
+@pytest.mark.parametrize("batch_rows", [1, 50, 10_000])
+def test_a_table_read_by_key_gives_each_category_whole_whatever_the_batch(
+    tmp_path: Path, batch_rows: int
+) -> None:
+    table = _long(categories=7, stores=12)
+    store = DuckDBStore(tmp_path / "w.duckdb")
+    store.write_table("s", "long", table)
+    by_key = TableByKey(store, "s", "long", "CATEGORY", batch_rows=batch_rows)
+    assert list(by_key) == sorted(table["CATEGORY"].unique())
+    assert len(by_key) == 7 and "CAT 03" in by_key and "CAT 99" not in by_key
+    for name in by_key:
+        expected = table[table["CATEGORY"] == name].sort_values(["STORE_NBR", "FEATURE"])
+        got = by_key[name].sort_values(["STORE_NBR", "FEATURE"])
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True))
+        arrow = by_key.arrow(name, ["STORE_NBR", "VALUE"])
+        assert arrow.column_names == ["STORE_NBR", "VALUE"] and len(arrow) == len(expected)
+    # Asked again, out of order: read again, same rows.
+    assert len(by_key["CAT 01"]) == 24
+    with pytest.raises(KeyError):
+        by_key["CAT 99"]
+
+
+def test_spilled_rows_stream_back_in_order_and_the_file_goes(tmp_path: Path) -> None:
+    parts = [
+        pa.table(
+            {
+                "CATEGORY": [f"C{i}"] * 3,
+                "STORE_NBR": pa.array([1, 2, 3], pa.int64()),
+                "FEATURE": ["A", "B", "C"],
+                "VALUE": [0.5, 1.5, 2.5],
+                "OUTLIER": [False, True, False],
+            }
+        )
+        for i in range(4)
+    ]
+    with ArrowSpill(FEATURE_SCHEMA, tmp_path) as spill:
+        for part in parts:
+            spill.write(part)
+        assert spill.path.exists() and spill.path.name.startswith(".")
+        streamed = spill.reader().read_all()
+        assert spill.rows == 12
+    assert streamed.equals(pa.concat_tables(parts).cast(FEATURE_SCHEMA))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_spill_left_by_a_killed_process_is_removed_by_the_next(tmp_path: Path) -> None:
+    orphan = tmp_path / ".spill.parquet.999999999.abc.tmp"
+    orphan.write_bytes(b"left behind")
+    with ArrowSpill(FEATURE_SCHEMA, tmp_path):
+        assert not orphan.exists()
+
+
+def _clustered(name: str, seed: int):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        np.vstack([rng.normal(i * 3, 0.3, (40, 3)) for i in range(3)]),
+        index=pd.Index(range(1, 121), name="STORE_NBR"),
+        columns=["X", "Y", "Z"],
+    )
+    return cluster_feature_table(
+        name, frame, FeatureParams(), ClusteringParams(min_cluster_size=10, max_k=4)
+    )
+
+
+def test_tables_built_category_by_category_equal_the_tables_built_at_once() -> None:
+    items = {name: _clustered(name, seed) for seed, name in enumerate(["B", "A", "C"])}
+    spilled: list[pa.Table] = []
+    tables = CategoryTables(
+        {"models": model_table, "assignments": assignment_table}, spilled.append
+    )
+    for name in ["C", "A", "B"]:  # the order categories finish in
+        tables.add(name, items[name])
+    assert tables.names() == ["A", "B", "C"]
+    pd.testing.assert_frame_equal(tables.table("models"), model_table(items))
+    pd.testing.assert_frame_equal(tables.table("assignments"), assignment_table(items))
+    features = pa.concat_tables(spilled).to_pandas()
+    whole = feature_table(items)
+    assert len(features) == len(whole)
+    assert tables.outlier_rows == int(whole["OUTLIER"].sum())
+    assert CategoryTables({"models": model_table}, spilled.append).table("models").empty
+
+
+def test_compact_text_round_trips_and_nullable_columns_read_as_duckdb_gives_them(
+    tmp_path: Path,
+) -> None:
+    frame = pd.DataFrame(
+        {
+            "CATEGORY": pd.array(["a", "a", None], dtype=COMPACT_TEXT),
+            "EXTERNAL_CLUSTER": pd.array([1, None, 3], dtype="Int64"),
+            "NOTE": ["x", None, "z"],
+        }
+    )
+    store = DuckDBStore(tmp_path / "w.duckdb")
+    store.write_table("s", "t", frame)
+    back = store.read_table("s", "t")
+    pd.testing.assert_frame_equal(back, frame)
+    assert str(back["CATEGORY"].dtype) == "string" and back["NOTE"].dtype == object
+    converted = arrow_to_pandas(pa.table({"n": pa.array([1, None]), "t": ["p", None]}))
+    assert str(converted["n"].dtype) == "Int64" and str(converted["t"].dtype) == "string"
+
+
+def test_history_copies_a_stored_final_table_inside_the_warehouse(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    final = pd.DataFrame(
+        {
+            "STORE_NBR": [1, 2, 3],
+            "CATEGORY": pd.array(["S", "S", "T"], dtype=COMPACT_TEXT),
+            "REBALANCED_CLUSTER": pd.array(["I1", "I2", "I1"], dtype=COMPACT_TEXT),
+            "EXTERNAL_CLUSTER": pd.array([1, None, 2], dtype="Int64"),
+        }
+    )
+    DuckDBStore(path).write_table("merging", "final_store_clusters", final)
+    history = HistoryStore(path)
+    stored = TableByKey(DuckDBStore(path), "merging", "final_store_clusters", "CATEGORY")
+    for run in ("run-a", "run-b", "run-a"):  # recording a run again replaces its rows
+        history.record_run(
+            RunRecord(run_id=run, recorded_at="2026-12-01T10:00:00", env="dev"),
+            {"final_store_clusters": stored},
+        )
+    back = history.table("final_store_clusters", "run-a")
+    assert len(back) == 3 and len(history.table("final_store_clusters", "run-b")) == 3
+    assert list(back["REBALANCED_CLUSTER"]) == ["I1", "I2", "I1"]
+    assert str(back["CATEGORY"].dtype) == "string"
+    assert back["EXTERNAL_CLUSTER"].isna().tolist() == [False, True, False]
+
+
+def test_metadata_charts_are_svg_images_without_matplotlib() -> None:
+    models = pd.DataFrame(
+        {
+            "CATEGORY": ["A"] * 3 + ["B & C"] * 3,
+            "k": [2, 3, 4] * 2,
+            "silhouette": [0.2, 0.6, 0.4, 0.5, 0.3, 0.1],
+            "chosen": [False, True, False, True, False, False],
+        }
+    )
+    curve = k_curve_svg(models)
+    assert curve.startswith("<svg") and curve.count("<circle") == 2 and "B &amp; C" in curve
+    sizes = cluster_sizes_svg(
+        pd.DataFrame({"CATEGORY": ["A", "A", "A", "B"], "CLUSTER": ["I1", "I1", "I2", "I1"]})
+    )
+    assert ">A · I1: 2 stores<" in sizes and ">3<" in sizes
+    assert markdown_image(sizes, "sizes").startswith("![sizes](data:image/svg+xml;base64,")
