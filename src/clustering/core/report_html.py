@@ -26,7 +26,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from clustering.core.comparison import Comparison
+from clustering.core.comparison import Comparison, as_text
 
 #: Rows listed per table before "… and N more" (the CSV exports have them all).
 MAX_LISTED = 200
@@ -411,6 +411,10 @@ def _warnings(data: ReportData) -> str:
     return f'<section id="warnings"><h2>Warnings ({len(notes)})</h2>{body}</section>'
 
 
+#: Moved stores listed in the report's changes section (the compare command lists all).
+MOVED_STORES_LISTED = 1000
+
+
 def _changes(data: ReportData) -> str:
     if data.changes is None:
         return (
@@ -433,14 +437,28 @@ def _changes(data: ReportData) -> str:
         else "<p>Same parameters.</p>"
     )
     moved = data.changes.moved
+    listed = moved.head(MOVED_STORES_LISTED)
     moved_rows = [
-        [_e(r["CATEGORY"]), _e(r["STORE_NBR"]), _e(r["CLUSTER_A"]), _e(r["CLUSTER_B"])]
-        for _, r in moved.iterrows()
+        [_e(c), _e(s), _e(a), _e(b)]
+        for c, s, a, b in zip(
+            listed["CATEGORY"],
+            listed["STORE_NBR"],
+            listed["CLUSTER_A"],
+            listed["CLUSTER_B"],
+            strict=True,
+        )
     ]
+    more = (
+        f'<p class="muted">The first {len(listed):,} of {len(moved):,} are listed; '
+        "<code>python -m clustering compare</code> writes them all to stores.csv.</p>"
+        if len(moved) > len(listed)
+        else ""
+    )
     moved_table = (
         "<details><summary>Stores that changed cluster "
         f"({len(moved):,})</summary>"
         + _table(["category", "store", "was in", "now in"], moved_rows)
+        + more
         + "</details>"
         if len(moved)
         else "<p>No store changed cluster.</p>"
@@ -644,29 +662,37 @@ def _overrides(data: ReportData) -> str:
 
 
 def _store_data(data: ReportData) -> str:
-    """Compact JSON for the store search: per category the stores and their clusters."""
-    final = data.final.sort_values(["CATEGORY", "STORE_NBR"])
-    categories = []
-    for category, rows in final.groupby("CATEGORY", sort=True):
-        codes, uniques = pd.factorize(rows["REBALANCED_CLUSTER"].astype(str), sort=True)
+    """Compact JSON for the store search: per category the stores and their clusters.
+
+    Written category by category: with millions of store × category rows, the Python lists of
+    every category at once would cost more than the whole rest of the report.
+    """
+    final = data.final
+    parts = []
+    for category, positions in sorted(final.groupby("CATEGORY").indices.items()):
+        rows = final.iloc[positions].sort_values("STORE_NBR")
+        codes, uniques = pd.factorize(as_text(rows["REBALANCED_CLUSTER"]), sort=True)
         flags = rows["REASSIGNED"].astype(bool).astype(int) + 2 * (
             rows["OVERRIDDEN"].astype(bool).astype(int) if "OVERRIDDEN" in rows else 0
         )
         external: list[object] = (
             pd.to_numeric(rows["EXTERNAL_CLUSTER"]).astype("Int64").astype(object).tolist()
         )
-        categories.append(
-            {
-                "name": str(category),
-                "labels": [str(u) for u in uniques],
-                "stores": rows["STORE_NBR"].astype("int64").tolist(),
-                "final": codes.tolist(),
-                "internal": rows["INTERNAL_CLUSTER"].astype("int64").tolist(),
-                "external": [None if v is pd.NA else int(cast(int, v)) for v in external],
-                "flags": flags.astype("int64").tolist(),
-            }
+        parts.append(
+            json.dumps(
+                {
+                    "name": str(category),
+                    "labels": [str(u) for u in uniques],
+                    "stores": rows["STORE_NBR"].astype("int64").tolist(),
+                    "final": codes.tolist(),
+                    "internal": rows["INTERNAL_CLUSTER"].astype("int64").tolist(),
+                    "external": [None if v is pd.NA else int(cast(int, v)) for v in external],
+                    "flags": flags.astype("int64").tolist(),
+                },
+                separators=(",", ":"),
+            )
         )
-    text = json.dumps({"categories": categories}, separators=(",", ":"))
+    text = '{"categories":[' + ",".join(parts) + "]}"
     return text.replace("</", "<\\/")
 
 

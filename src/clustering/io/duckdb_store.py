@@ -54,7 +54,7 @@ _LAYOUT_FORMAT = "clustering.frame/1"
 #: What DuckDB may hold in memory per connection to the warehouse; a larger table being written
 #: or read spills to ``<file>.tmp`` instead of growing the process (DuckDB's own default is 80 %
 #: of the RAM).
-MEMORY_LIMIT = "1GB"
+MEMORY_LIMIT = "512MB"
 
 _POLL_START_S = 0.02
 _POLL_MAX_S = 0.5

@@ -257,13 +257,15 @@ class HistoryStore(DuckDBStore):
                 return record
         raise RunNotFoundError(f"run {run_id} is not in the history of {self.path}.")
 
-    def table(self, name: str, run_id: str) -> pd.DataFrame:
-        """The rows of history table ``name`` recorded by ``run_id`` (without RUN_ID)."""
+    def table(self, name: str, run_id: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """The rows of history table ``name`` recorded by ``run_id`` (without RUN_ID); only
+        ``columns`` when given."""
         if name not in TABLES:
             raise ValueError(f"not a history table: {name}")
+        selected = ", ".join(quote_identifier(c) for c in columns) if columns else "*"
         try:
             frame = self._query(
-                f"SELECT * FROM {qualified_name(SCHEMA, name)} WHERE {RUN_KEY} = ?",
+                f"SELECT {selected} FROM {qualified_name(SCHEMA, name)} WHERE {RUN_KEY} = ?",
                 [run_id],
                 compact=name in COMPACT_TABLES,
             )

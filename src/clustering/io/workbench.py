@@ -122,12 +122,27 @@ def baseline(config: AppConfig, ref: RunRef) -> RunRef | None:
 # -- comparison -------------------------------------------------------------------------------
 
 
-def compare_runs(a: RunRef, b: RunRef) -> tuple[Comparison, list[str]]:
-    """Per category comparison of two runs' final tables and the parameters that differ."""
-    left = a.store.table("final_store_clusters", a.record.run_id)
-    right = b.store.table("final_store_clusters", b.record.run_id)
+#: What a comparison reads of each final table.
+COMPARED_COLUMNS = ["CATEGORY", "STORE_NBR", "REBALANCED_CLUSTER"]
+
+
+def compare_runs(
+    a: RunRef, b: RunRef, *, b_final: pd.DataFrame | None = None, only_moved: bool = False
+) -> tuple[Comparison, list[str]]:
+    """Per category comparison of two runs' final tables and the parameters that differ.
+
+    ``b_final`` is B's final table when the caller already holds it; ``only_moved`` keeps only
+    the stores that moved in the store list (the report's use: a chain's every store would be
+    millions of rows).
+    """
+    left = a.store.table("final_store_clusters", a.record.run_id, COMPARED_COLUMNS)
+    right = (
+        b_final[COMPARED_COLUMNS]
+        if b_final is not None
+        else b.store.table("final_store_clusters", b.record.run_id, COMPARED_COLUMNS)
+    )
     changes = parameter_changes(a.record.params, b.record.params)
-    return compare_final_tables(left, right), changes
+    return compare_final_tables(left, right, only_moved=only_moved), changes
 
 
 def write_comparison(comparison: Comparison, folder: Path) -> list[Path]:
@@ -168,7 +183,9 @@ def report_data(ref: RunRef, against: RunRef | None) -> ReportData:
     changes: list[str] = []
     against_name = ""
     if against is not None and against.record.run_id != run_id:
-        comparison, changes = compare_runs(against, ref)
+        comparison, changes = compare_runs(
+            against, ref, b_final=tables["final_store_clusters"], only_moved=True
+        )
         against_name = (
             f"the current result ({against.name})" if ref.record.scenario else against.name
         )
