@@ -1,4 +1,4 @@
-"""Give memory a finished step freed back to the operating system.
+"""Give memory a large step freed back to the operating system.
 
 Steps run one after another in one process (the in-process executor of ``run`` and
 ``cluster``). Python's allocator and Arrow's pool keep what a step freed for reuse, so without
@@ -29,10 +29,12 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
-def release_unused_memory() -> None:
-    """Collect garbage and return free pages of Python's heap and Arrow's pool to the system
-    (a no-op where the C library has no ``malloc_trim``)."""
-    gc.collect()
+def release_unused_memory(collect: bool = False) -> None:
+    """Return free pages of Python's heap and Arrow's pool to the system (a no-op where the C
+    library has no ``malloc_trim``); with ``collect`` run the garbage collector first (tenths
+    of a second with a large heap)."""
+    if collect:
+        gc.collect()
     pa.default_memory_pool().release_unused()
     trim = _malloc_trim()
     if trim is not None:

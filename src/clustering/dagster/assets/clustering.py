@@ -49,6 +49,7 @@ from clustering.dagster.assets.common import (
 from clustering.dagster.resources.io_manager import LOAD_BY_KEY
 from clustering.dagster.resources.logging import LoggerResource
 from clustering.dagster.resources.settings import ClusteringSettings
+from clustering.io.memory import release_unused_memory
 from clustering.io.spill import ArrowSpill
 
 Kind = Literal["internal", "external"]
@@ -331,6 +332,7 @@ def build_clustering_assets(
         }
         for name, result in results.items():
             yield for_check(result, checks[name][0], name)
+        release_unused_memory()
 
     return [clustering_step]
 

@@ -38,6 +38,7 @@ from clustering.dagster.assets.workbench import honour_overrides
 from clustering.dagster.resources.io_manager import LOAD_BY_KEY
 from clustering.dagster.resources.settings import ClusteringSettings
 from clustering.io.duckdb_store import TableByKey, qualified_name
+from clustering.io.memory import release_unused_memory
 
 GROUP = "merging"
 
@@ -260,6 +261,7 @@ def merge_clusters(
     yield for_check(_final_size_check(final, summary), asset, "min_cluster_size_respected")
     yield for_check(quality_check("external_coverage", findings), asset, "external_coverage")
     yield for_check(_overrides_check(applied.audit), "store_overrides", "every_override_honoured")
+    release_unused_memory()
 
 
 class _Labels(Mapping[str, pd.Series]):

@@ -32,6 +32,7 @@ from clustering.dagster.assets.common import (
 from clustering.dagster.resources.data_io import InputReaderResource
 from clustering.dagster.resources.logging import LoggerResource
 from clustering.dagster.resources.settings import ClusteringSettings
+from clustering.io.memory import release_unused_memory
 
 GROUP = "preprocessing"
 RAW_GROUP = "raw_inputs"
@@ -192,6 +193,7 @@ def internal_need_state_sales(
         },
     )
     yield quality_check("data_quality", findings)
+    release_unused_memory()
 
 
 @dg.asset(

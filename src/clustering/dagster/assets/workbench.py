@@ -39,6 +39,7 @@ from clustering.infra.scenarios import SCENARIO_TAG, result_paths
 from clustering.io.duckdb_store import TableByKey, qualified_name
 from clustering.io.history import SCHEMA as HISTORY_SCHEMA
 from clustering.io.history import HistoryStore, RunRecord
+from clustering.io.memory import release_unused_memory
 from clustering.io.overrides_file import read_overrides
 from clustering.io.workbench import (
     RunRef,
@@ -252,6 +253,7 @@ def clustering_report(
     with user_errors():
         ref = RunRef(store, store.run(context.run.run_id), exports)
         path = write_report(config, ref)
+    release_unused_memory(collect=True)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(path)),

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from clustering.io.memory import release_unused_memory
-
 JOB_ASSETS: dict[str, list[str]] = {
     "internal_preprocessing_job": ["need_state_map", "internal_need_state_sales"],
     "internal_clustering_job": [
@@ -63,13 +61,6 @@ JOB_ALIASES = {
 PRODUCING_JOBS = {asset: job for job, assets in JOB_ASSETS.items() for asset in assets}
 
 
-@dg.success_hook(name="release_memory")
-def release_memory(context: dg.HookContext) -> None:
-    """After each step: what the step freed goes back to the system, so the next step of the
-    same process starts small (see :mod:`clustering.io.memory`)."""
-    release_unused_memory()
-
-
 def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
     """One job per stage plus ``full_pipeline_job``."""
     jobs = [
@@ -77,7 +68,6 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
             name,
             selection=dg.AssetSelection.assets(*assets),
             description=JOB_DESCRIPTIONS[name],
-            hooks={release_memory},
         )
         for name, assets in JOB_ASSETS.items()
     ]
@@ -87,7 +77,6 @@ def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
             # Every asset the five stage jobs build (the raw inputs are read, never built).
             selection=dg.AssetSelection.assets(*PRODUCING_JOBS),
             description=JOB_DESCRIPTIONS["full_pipeline_job"],
-            hooks={release_memory},
         )
     )
     # Not a stage: reads the history only, so it stays out of PRODUCING_JOBS and the full run.
