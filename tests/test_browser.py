@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from clustering.infra.ui_server import stop_group
+from clustering.infra.ui_server import STOP_TIMEOUT_S, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -238,5 +238,7 @@ def test_ui_in_browser_shows_groups_and_runs_full_pipeline(
             finally:
                 browser.close()
     finally:
-        stop_group(process)
+        # The ui command itself waits up to STOP_TIMEOUT_S for the webserver and the daemon to
+        # end; waiting exactly as long here killed it under a loaded CI machine.
+        stop_group(process, timeout=3 * STOP_TIMEOUT_S)
     assert process.returncode == 0, _tail(log)
