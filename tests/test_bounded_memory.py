@@ -178,3 +178,40 @@ def test_metadata_charts_are_svg_images_without_matplotlib() -> None:
     )
     assert ">A · I1: 2 stores<" in sizes and ">3<" in sizes
     assert markdown_image(sizes, "sizes").startswith("![sizes](data:image/svg+xml;base64,")
+
+
+def test_progress_lines_come_at_most_once_per_interval_and_name_every_category() -> None:
+    from clustering.dagster.assets.common import category_progress
+
+    lines: list[str] = []
+    with category_progress(5, lines.append, lambda name, k: f"{name} k={k}", 3600) as finished:
+        for position, name in enumerate("ABCDE"):
+            finished(name, position + 2)
+    # The first category at once, then the rest together when the last one finishes.
+    assert lines == ["1/5: A k=2", "5/5: B k=3; C k=4; D k=5; E k=6"]
+    lines.clear()
+    with category_progress(3, lines.append, lambda name, k: name, 0.0) as finished:
+        for name in "XYZ":
+            finished(name, 0)
+    assert lines == ["1/3: X", "2/3: Y", "3/3: Z"]
+
+
+def test_a_comparison_keeping_only_moved_stores_agrees_with_the_full_one() -> None:
+    from clustering.core.comparison import compare_final_tables
+
+    rng = np.random.default_rng(5)
+    a = pd.DataFrame(
+        {
+            "CATEGORY": np.repeat(["S", "T"], 200),
+            "STORE_NBR": np.tile(np.arange(200), 2),
+            "REBALANCED_CLUSTER": [f"I{c}" for c in rng.integers(1, 4, 400)],
+        }
+    )
+    b = a.copy()
+    b["REBALANCED_CLUSTER"] = b["REBALANCED_CLUSTER"].where(rng.random(400) > 0.1, "I9")
+    full = compare_final_tables(a, b)
+    moved = compare_final_tables(a, b.astype({"REBALANCED_CLUSTER": COMPACT_TEXT}), only_moved=True)
+    pd.testing.assert_frame_equal(full.summary, moved.summary)
+    assert full.summary["MOVED"].sum() > 0
+    assert list(moved.stores["STORE_NBR"]) == list(full.moved["STORE_NBR"])
+    assert str(moved.stores["CLUSTER_B"].dtype) == "string"

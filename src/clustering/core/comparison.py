@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from clustering.core.tables import as_text, compact_text
+
 STORE_COLUMNS = ["CATEGORY", "STORE_NBR", "CLUSTER_A", "CLUSTER_B", "COUNTERPART_B", "MOVED"]
 _STORE_TEXT = ["CATEGORY", "CLUSTER_A", "CLUSTER_B", "COUNTERPART_B"]
 CLUSTER_COLUMNS = ["CATEGORY", "CLUSTER_A", "SIZE_A", "CLUSTER_B", "SIZE_B", "SIZE_CHANGE"]
@@ -41,14 +43,6 @@ class Comparison:
     def moved(self) -> pd.DataFrame:
         """The stores that changed cluster."""
         return self.stores[self.stores["MOVED"]]
-
-
-def as_text(series: pd.Series) -> pd.Series:
-    """``series`` as text; text columns are returned as they are (converting Arrow-backed text
-    to Python strings cost seconds per million rows)."""
-    if isinstance(series.dtype, pd.StringDtype):
-        return series
-    return series.astype(str)
 
 
 def _match(contingency: pd.DataFrame) -> dict[str, str]:
@@ -157,7 +151,7 @@ def compare_final_tables(
         summary, store_rows, cluster_rows = _compare_category(category, left, right, only_moved)
         summaries.append(summary)
         # Text in Arrow buffers: every store of every category is listed.
-        stores.append(store_rows.astype({c: "string[pyarrow]" for c in _STORE_TEXT}))
+        stores.append(compact_text(store_rows, _STORE_TEXT))
         clusters.append(cluster_rows)
     return Comparison(
         summary=pd.DataFrame(summaries, columns=SUMMARY_COLUMNS),

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from clustering.core.params import MergingParams
+from clustering.core.tables import compact_text
 
 FINAL_COLUMNS = [
     "STORE_NBR",
@@ -51,12 +52,6 @@ NO_EXTERNAL = "NOEXT"
 #: The final table's text columns, kept in Arrow buffers (a chain of 50,000 stores × 100
 #: categories has 5 million rows: as Python strings they took over a gigabyte).
 TEXT_COLUMNS = ["CATEGORY", "DEMAND_CLUSTER", "REBALANCED_CLUSTER"]
-COMPACT_TEXT = "string[pyarrow]"
-
-
-def compact_text(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """``frame`` with ``columns`` as Arrow-backed text (same values, missing stays missing)."""
-    return frame.astype({column: COMPACT_TEXT for column in columns if column in frame})
 
 
 #: Outcomes recorded per category (the size check reads this field, never the note text).

@@ -172,9 +172,9 @@ def apply_overrides(
     else:
         result["OVERRIDE_REASON"] = ""
     audit_rows: list[dict[str, object]] = []
-    # Rows are looked up per pinned category only: a dictionary of every (category, store) of
-    # a chain with millions of rows would cost far more than the few pins it serves.
-    # The model's labels of each pinned category, taken before any pin moves a store.
+    # The model's labels of each pinned category, taken before any pin moves a store. Rows are
+    # looked up per pinned category only: an index of every (category, store) of a chain with
+    # millions of rows would cost far more than the few pins it serves.
     labels_of: dict[str, pd.Series] = {}
 
     def model_labels(category: str) -> pd.Series:

@@ -26,7 +26,8 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from clustering.core.comparison import Comparison, as_text
+from clustering.core.comparison import Comparison
+from clustering.core.tables import as_text
 
 #: Rows listed per table before "… and N more" (the CSV exports have them all).
 MAX_LISTED = 200

@@ -81,6 +81,25 @@ FEATURE_SCHEMA = pa.schema(
 )
 
 
+#: Text kept in Arrow buffers, no Python object per value: the dtype of text columns of tables
+#: with a row per store × category (5 million rows at 50,000 stores × 100 categories took
+#: over a gigabyte as Python strings). The warehouse keeps it across a round trip.
+COMPACT_TEXT = "string[pyarrow]"
+
+
+def compact_text(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``frame`` with ``columns`` as Arrow-backed text (same values, missing stays missing)."""
+    return frame.astype({column: COMPACT_TEXT for column in columns if column in frame})
+
+
+def as_text(series: pd.Series) -> pd.Series:
+    """``series`` as text; text columns are returned as they are (converting Arrow-backed text
+    to Python strings cost seconds per million rows)."""
+    if isinstance(series.dtype, pd.StringDtype):
+        return series
+    return series.astype(str)
+
+
 class CategoryTables:
     """A clustering step's output tables, built category by category as each one finishes.
 

@@ -44,6 +44,7 @@ import pyarrow.compute as pc
 from filelock import FileLock, Timeout
 
 from clustering.core.errors import ClusteringError
+from clustering.core.tables import COMPACT_TEXT
 
 #: Prefix of staging tables; they live beside their target and never outlive a write.
 STAGING_PREFIX = "__staging__"
@@ -170,11 +171,6 @@ def _flatten(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     return flat, layout
 
 
-#: Text kept in Arrow buffers (no Python object per value): the dtype of large text columns,
-#: e.g. the final table's cluster labels at millions of rows.
-COMPACT_TEXT = "string[pyarrow]"
-
-
 def _dtype_name(dtype: object) -> str:
     """The dtype as :func:`pandas.api.types.pandas_dtype` reads it back (``str`` of pyarrow
     strings says only "string", which would come back as Python strings)."""
@@ -192,10 +188,7 @@ def _arrow_to_frame(table: pa.Table, layout: dict[str, Any] | None) -> pd.DataFr
         for position, spec in enumerate(specs)
         if isinstance(spec, dict) and spec.get("dtype") == COMPACT_TEXT
     }
-    if len(specs) != table.num_columns or not compact:
-        whole: pd.DataFrame = table.to_pandas()
-        return whole
-    return arrow_to_pandas(table, compact)
+    return arrow_to_pandas(table, compact if len(specs) == table.num_columns else set())
 
 
 def arrow_to_pandas(table: pa.Table, compact: Collection[str] | None = None) -> pd.DataFrame:
@@ -386,46 +379,6 @@ class DuckDBStore:
                     tags = layout.get("tags")
                     return _restore(read, layout), tags if isinstance(tags, dict) else {}
         raise TableNotFoundError(f"no table {target} in {self.path}")
-
-    def read_where(
-        self, schema: str, table: str, column: str, value: object, columns: list[str] | None = None
-    ) -> pd.DataFrame:
-        """The rows of ``"schema"."table"`` whose ``column`` equals ``value`` (a frame of the
-        stored layout, default index), e.g. one category of a table too large to read whole.
-
-        ``columns`` limits the columns read. Tables written sorted by ``column`` are read
-        without scanning the other values' row groups (DuckDB's min/max zone maps).
-        """
-        target = qualified_name(schema, table)
-        if self.path.exists():
-            with self._connect(read_only=True) as con:
-                found = self._table_comment(con, schema, table)
-                if found is not None:
-                    selected = ", ".join(quote_identifier(c) for c in columns) if columns else "*"
-                    layout = _parse_layout(found[0])
-                    read = _read(
-                        con,
-                        f"SELECT {selected} FROM {target} WHERE {quote_identifier(column)} = ?",
-                        [value],
-                        None if columns else layout,
-                    )
-                    if layout is None or columns:
-                        return read
-                    return _restore(read, layout)
-        raise TableNotFoundError(f"no table {target} in {self.path}")
-
-    def read_where_arrow(
-        self, schema: str, table: str, column: str, value: object, columns: list[str]
-    ) -> pa.Table:
-        """:meth:`read_where` as an Arrow table of ``columns`` (no Python object per row)."""
-        selected = ", ".join(quote_identifier(c) for c in columns)
-        query = (
-            f"SELECT {selected} FROM {qualified_name(schema, table)} "
-            f"WHERE {quote_identifier(column)} = ?"
-        )
-        with self._connect(read_only=True) as con:
-            result: pa.Table = con.sql(query, params=[value]).to_arrow_table()
-        return result
 
     def read_keys_arrow(
         self,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -52,12 +51,9 @@ class ArrowSpill:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        parquet = pq.ParquetFile(self.path)
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            yield from parquet.iter_batches()
-
-        return pa.RecordBatchReader.from_batches(self.schema, batches())
+        return pa.RecordBatchReader.from_batches(
+            self.schema, pq.ParquetFile(self.path).iter_batches()
+        )
 
     def close(self) -> None:
         """Remove the file."""

@@ -40,12 +40,12 @@ from clustering.dagster.assets.common import (
     category_progress,
     coverage_check,
     for_check,
-    preview,
     progress_to,
     size_check,
     store_metadata,
     table_schema,
 )
+from clustering.dagster.metadata import preview
 from clustering.dagster.resources.io_manager import LOAD_BY_KEY
 from clustering.dagster.resources.logging import LoggerResource
 from clustering.dagster.resources.settings import ClusteringSettings

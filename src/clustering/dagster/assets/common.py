@@ -19,9 +19,8 @@ from clustering.core.errors import ClusteringError
 from clustering.core.params import ClusteringParams, MergingParams
 from clustering.core.quality import Finding
 from clustering.core.tables import missing_or_extra_stores
+from clustering.dagster.metadata import preview
 from clustering.dagster.resources.io_manager import EXPORT_KEY
-
-PREVIEW_ROWS = 5
 
 #: Who answers for the assets (shown in the catalogue).
 OWNERS = ["team:category-analytics"]
@@ -248,17 +247,6 @@ def quality_check(name: str, findings: Sequence[Finding]) -> dg.AssetCheckResult
         metadata={"findings": dg.MetadataValue.json([f.sentence for f in findings])},
         description="; ".join(f.sentence for f in findings) or "no data-quality problem found",
     )
-
-
-def preview(frame: pd.DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
-    """The first rows of ``frame`` as a Markdown table for the UI."""
-    head = frame.head(rows)
-    columns = [str(c) for c in head.columns]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for _, row in head.iterrows():
-        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.tolist()]
-        lines.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
-    return dg.MetadataValue.md("\n".join(lines))
 
 
 def store_metadata(frame: pd.DataFrame) -> dict[str, Any]:

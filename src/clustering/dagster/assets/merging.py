@@ -27,7 +27,6 @@ from clustering.dagster.assets.common import (
     catalogue,
     coverage_check,
     for_check,
-    preview,
     quality_check,
     size_check,
     store_metadata,
@@ -35,6 +34,7 @@ from clustering.dagster.assets.common import (
     user_errors,
 )
 from clustering.dagster.assets.workbench import honour_overrides
+from clustering.dagster.metadata import preview
 from clustering.dagster.resources.io_manager import LOAD_BY_KEY
 from clustering.dagster.resources.settings import ClusteringSettings
 from clustering.io.duckdb_store import TableByKey, qualified_name

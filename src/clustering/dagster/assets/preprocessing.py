@@ -22,13 +22,13 @@ from clustering.core.quality import Finding, failures, internal_findings
 from clustering.dagster.assets.common import (
     OWNERS,
     catalogue,
-    preview,
     progress_to,
     quality_check,
     store_metadata,
     table_schema,
     user_errors,
 )
+from clustering.dagster.metadata import preview
 from clustering.dagster.resources.data_io import InputReaderResource
 from clustering.dagster.resources.logging import LoggerResource
 from clustering.dagster.resources.settings import ClusteringSettings

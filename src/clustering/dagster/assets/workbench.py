@@ -28,11 +28,11 @@ from clustering.dagster.assets.common import (
     ClusteringRunConfig,
     MergingRunConfig,
     catalogue,
-    preview,
     run_scope,
     table_schema,
     user_errors,
 )
+from clustering.dagster.metadata import preview
 from clustering.dagster.resources.io_manager import LOAD_BY_KEY
 from clustering.dagster.resources.settings import ClusteringSettings
 from clustering.infra.scenarios import SCENARIO_TAG, result_paths

@@ -27,6 +27,7 @@ import pyarrow as pa
 from pydantic import PrivateAttr
 
 from clustering.core.errors import ClusteringError
+from clustering.dagster.metadata import PREVIEW_ROWS, preview
 from clustering.infra.scenarios import SCENARIO_TAG, result_paths
 from clustering.io.duckdb_store import (
     DuckDBStore,
@@ -193,12 +194,7 @@ def _stored_table_metadata(store: DuckDBStore, schema: str, name: str, rows: int
         if column in columns:
             counted = store.query(f'SELECT count(DISTINCT "{column}") AS N FROM {target}')
             metadata[key] = int(counted["N"].iloc[0])
-    head = store.query(f"SELECT * FROM {target} LIMIT 5")
-    lines = ["| " + " | ".join(map(str, head.columns)) + " |", "|" + "---|" * head.shape[1]]
-    for values in head.itertuples(index=False):
-        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in values]
-        lines.append("| " + " | ".join(cells) + " |")
-    metadata["preview"] = dg.MetadataValue.md("\n".join(lines))
+    metadata["preview"] = preview(store.query(f"SELECT * FROM {target} LIMIT {PREVIEW_ROWS}"))
     return metadata
 
 
