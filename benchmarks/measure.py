@@ -217,15 +217,20 @@ def run_breakdown(dagster_home: Path, measured: Measured) -> RunBreakdown | None
 
 
 def printed_step_times(output: str) -> dict[str, float]:
-    """Step durations from the ``  ✓ step   1.2 s`` lines the CLI prints as steps finish."""
+    """Step durations from the ``  ✓ step   1.2 s`` (or ``2 min 05 s``) lines the CLI prints as
+    steps finish."""
     times: dict[str, float] = {}
     for line in output.splitlines():
         parts = line.split()
-        if len(parts) >= 4 and parts[0] in ("✓", "✗") and parts[-1] == "s":
-            try:
+        if len(parts) < 4 or parts[0] not in ("✓", "✗") or parts[-1] != "s":
+            continue
+        try:
+            if len(parts) >= 6 and parts[-3] == "min":
+                times[parts[1]] = 60 * float(parts[-4]) + float(parts[-2])
+            else:
                 times[parts[1]] = float(parts[-2])
-            except ValueError:
-                continue
+        except ValueError:
+            continue
     return times
 
 

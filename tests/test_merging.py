@@ -166,3 +166,46 @@ def test_demand_label_is_internal_times_external() -> None:
     external = pd.Series([3, 3], index=_index([6, 5]))  # different order, store 7 missing
     labels = demand_labels(internal, external)
     assert labels.to_dict() == {5: "I1-E3", 6: "I2-E3", 7: "I1-NOEXT"}
+
+
+def test_categories_merged_in_parallel_processes_give_the_same_final_table_and_models() -> None:
+    from clustering.core.merging import MergedCategory, merge_categories
+    from clustering.core.placement import category_model_table
+
+    rng = np.random.default_rng(3)
+    labels, matrices = {}, {}
+    for c, name in enumerate(["CANDY", "SNACKS", "SOUP"]):
+        stores = _index(range(1, 121))
+        labels[name] = pd.Series(rng.integers(1, 3 + c, len(stores)), index=stores)
+        matrices[name] = pd.DataFrame({"a": rng.random(120), "b": rng.random(120)}, index=stores)
+    external_labels = pd.Series(rng.integers(1, 4, 120), index=_index(range(1, 121)))
+    external_matrix = pd.DataFrame({"x": rng.random(120)}, index=_index(range(1, 121)))
+    params = MergingParams(min_cluster_size=10)
+    runs = {}
+    for workers in (1, 2):
+        seen: list[str] = []
+        models: dict[str, pd.DataFrame] = {}
+
+        def each(name: str, merged: MergedCategory, seen=seen, models=models) -> None:
+            seen.append(name)
+            models[name] = merged.extra
+
+        final, summaries = merge_categories(
+            labels,
+            matrices,
+            external_labels,
+            external_matrix,
+            params,
+            after=category_model_table,
+            each=each,
+            workers=workers,
+        )
+        assert sorted(seen) == ["CANDY", "SNACKS", "SOUP"]
+        runs[workers] = (final, summaries, models)
+    sequential, parallel = runs[1], runs[2]
+    pd.testing.assert_frame_equal(sequential[0], parallel[0])
+    assert sequential[1] == parallel[1]
+    assert sorted(parallel[0]["CATEGORY"].unique()) == ["CANDY", "SNACKS", "SOUP"]
+    for name in labels:
+        pd.testing.assert_frame_equal(sequential[2][name], parallel[2][name])
+        assert list(parallel[2][name]["CATEGORY"]) == [name]

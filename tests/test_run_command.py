@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,23 +27,33 @@ RUN_LINE = re.compile(r"^Run (?P<id>[0-9a-f-]{36}): (?P<status>[A-Z]+) in ")
 
 # -- small test definitions -------------------------------------------------------------------
 
-#: Output lines seen so far by the running test, and how many there were when each asset body
-#: ran: proves progress is printed while the run is going, not after it.
+#: Output lines seen so far by the running test, and whether each asset body saw its own start
+#: line printed while it ran: proves progress is printed while the run is going, not after it.
 _LINES: list[str] = []
-_SEEN_AT_BODY: dict[str, int] = {}
+_SEEN_AT_BODY: dict[str, bool] = {}
+
+
+def _printed_while_running(line: str, timeout_s: float = 10.0) -> bool:
+    """Whether ``line`` is printed while the step calling this is still running."""
+    deadline = time.monotonic() + timeout_s
+    while line not in _LINES:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 @dg.asset(group_name="demo")
 def raw_numbers() -> list[int]:
     """A tiny upstream asset."""
-    _SEEN_AT_BODY["raw_numbers"] = len(_LINES)
+    _SEEN_AT_BODY["raw_numbers"] = _printed_while_running("  ▸ raw_numbers")
     return [1, 2, 3]
 
 
 @dg.asset(group_name="demo")
 def doubled(raw_numbers: list[int]) -> dg.Output[list[int]]:
     """Records table metadata the way our IO manager does."""
-    _SEEN_AT_BODY["doubled"] = len(_LINES)
+    _SEEN_AT_BODY["doubled"] = _printed_while_running("  ▸ doubled")
     return dg.Output(
         [2 * n for n in raw_numbers],
         metadata={
@@ -180,8 +191,7 @@ def test_success_streams_steps_and_ends_with_a_summary() -> None:
         )
         assert started < finished
     # Each step's start line was already printed when its body ran: progress is streamed.
-    assert done.out[_SEEN_AT_BODY["raw_numbers"] - 1] == "  ▸ raw_numbers"
-    assert done.out[_SEEN_AT_BODY["doubled"] - 1] == "  ▸ doubled"
+    assert _SEEN_AT_BODY == {"raw_numbers": True, "doubled": True}
 
     summary = done.text[done.text.index("\nRun ") :]
     assert re.search(rf"Run {done.run_id}: SUCCESS in \d+\.\d s\.", summary)

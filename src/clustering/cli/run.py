@@ -253,6 +253,23 @@ def _open_instance(home: Path) -> dg.DagsterInstance:
     return open_instance(home)
 
 
+#: Jobs handed to :func:`dagster.execute_job` by this process, by token (see registered_job).
+_REGISTERED_JOBS: dict[str, dg.JobDefinition] = {}
+
+#: How often the progress printer looks for new events of the run (seconds).
+PROGRESS_POLL_S = 0.2
+
+
+def registered_job(token: str) -> dg.JobDefinition:
+    """The job :func:`_execute` registered under ``token``.
+
+    ``dagster.execute_job`` takes a reconstructable job; this is the function it reconstructs
+    from. The job always runs on the in-process executor, so it is only ever reconstructed in
+    the process that registered it.
+    """
+    return _REGISTERED_JOBS[token]
+
+
 def _execute(
     job: dg.JobDefinition,
     instance: dg.DagsterInstance,
@@ -263,41 +280,44 @@ def _execute(
     err: Printer,
     run_config: Mapping[str, Any] | None = None,
 ) -> int:
-    """Execute ``job`` with a listener printing progress; print the summary; return the code."""
+    """Execute ``job`` in this process while printing its progress; print the summary; return
+    the code.
+
+    The run goes through ``dagster.execute_job`` on the in-process executor: unlike
+    ``execute_in_process`` it keeps no step's output value once the IO manager has stored it,
+    so a step's memory is given back when the step ends. The progress lines come from a
+    thread reading the run's events from the instance as they are stored.
+    """
     import dagster as dg
 
     from clustering.infra.run_report import RunReport
 
     report = RunReport(width=_step_width(job))
-    run_id = str(uuid.uuid4())
-    display_errors: list[Exception] = []
-
-    def on_event(entry: dg.EventLogEntry) -> None:
-        # Called synchronously by the instance as it stores each event of this run; an
-        # exception here would surface inside Dagster's execution, so a display problem (a
-        # closed pipe, a bug here) is kept for later instead of failing the user's run.
-        try:
-            for line in report.handle(entry):
-                out(line)
-        except Exception as exc:
-            display_errors.append(exc)
-
-    instance.add_event_listener(run_id, on_event)
-    out(f"Running {job.name} (env {tags.get(ENV_TAG, '?')}) as run {run_id}")
+    token = str(uuid.uuid4())
+    run_tags = {**tags, RUN_TOKEN_TAG: token}
+    _REGISTERED_JOBS[token] = job.with_executor_def(dg.in_process_executor)
+    printer = _ProgressPrinter(
+        instance, token, report, out, f"Running {job.name} (env {tags.get(ENV_TAG, '?')})"
+    )
     started = time.perf_counter()
+    printer.start()
     try:
-        result = job.execute_in_process(
+        result = dg.execute_job(
+            dg.build_reconstructable_job(__name__, "registered_job", reconstructable_args=(token,)),
+            instance,
             run_config={**(_quiet_console_config(job) or {}), **(run_config or {})} or None,
-            instance=instance,
-            tags=tags,
-            run_id=run_id,
+            tags=run_tags,
             raise_on_error=False,
         )
     except dg.DagsterInvalidConfigError as exc:
         problems = "; ".join(error.message for error in exc.errors) or _first_line(str(exc))
         raise ConfigError(f"job {job.name} has invalid run config: {problems}") from exc
+    finally:
+        printer.stop()
+        del _REGISTERED_JOBS[token]
     elapsed = time.perf_counter() - started
 
+    run_id = result.run_id
     run = instance.get_run_by_id(run_id)
     status = run.status.value if run is not None else ("SUCCESS" if result.success else "FAILURE")
     for line in report.summary(run_id, status, elapsed):
@@ -305,9 +325,73 @@ def _execute(
     if home is not None:
         quoted = shlex.quote(str(home))
         out(f"Run history: {home} (UI: DAGSTER_HOME={quoted} dagster dev -m {DEFINITIONS_MODULE})")
-    if display_errors:
-        err(f"warning: some progress lines could not be shown: {display_errors[0]!r}")
+    if printer.errors:
+        err(f"warning: some progress lines could not be shown: {printer.errors[0]!r}")
     return EXIT_OK if result.success else EXIT_FAILED
+
+
+#: Run tag by which the progress printer finds the run it was started for.
+RUN_TOKEN_TAG = "clustering/invocation"
+
+
+class _ProgressPrinter:
+    """Prints the progress lines of one run from a thread: finds the run by its token tag, then
+    reads its events in the order the instance stored them, each once (a storage cursor), until
+    stopped; :meth:`stop` prints whatever is left. A display problem (a closed pipe, a bug in
+    the report) is kept in ``errors`` and never reaches the run."""
+
+    def __init__(
+        self, instance: dg.DagsterInstance, token: str, report: Any, out: Printer, title: str
+    ) -> None:
+        import threading
+
+        self._instance = instance
+        self._token = token
+        self._report = report
+        self._out = out
+        self._title = title
+        self._run_id: str | None = None
+        self._cursor: str | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
+        self.errors: list[Exception] = []
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+        if not self.errors:
+            self._poll()  # events stored after the thread's last look
+
+    def _loop(self) -> None:
+        while not self._stopping.wait(PROGRESS_POLL_S):
+            self._poll()
+
+    def _poll(self) -> None:
+        try:
+            if self._run_id is None:
+                import dagster as dg
+
+                runs = self._instance.get_run_ids(
+                    filters=dg.RunsFilter(tags={RUN_TOKEN_TAG: self._token}), limit=1
+                )
+                if not runs:
+                    return
+                self._run_id = runs[0]
+                self._out(f"{self._title} as run {self._run_id}")
+            while True:
+                page = self._instance.get_records_for_run(self._run_id, cursor=self._cursor)
+                for record in page.records:
+                    for line in self._report.handle(record.event_log_entry):
+                        self._out(line)
+                self._cursor = page.cursor
+                if not page.has_more:
+                    return
+        except Exception as exc:
+            self.errors.append(exc)
+            self._stopping.set()
 
 
 def _quiet_console_config(job: dg.JobDefinition) -> dict[str, Any] | None:

@@ -29,7 +29,7 @@ size check; otherwise every final cluster reaches the minimum size.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -360,37 +360,111 @@ def merge_category(
     return frame.sort_values("STORE_NBR", kind="stable").reset_index(drop=True), summary
 
 
+#: Work done in the worker right after a category's merge, while its inputs are at hand:
+#: ``after(category, final rows, internal matrix, external matrix, params)``. A module-level
+#: function (it is sent to worker processes by name).
+AfterMerge = Callable[
+    [str, pd.DataFrame, pd.DataFrame, "pd.DataFrame | None", MergingParams], object
+]
+
+
+@dataclass(frozen=True)
+class MergedCategory:
+    """One category's merge: its final rows (text in Arrow buffers), its summary, and what
+    ``after`` made of it (None without one)."""
+
+    rows: pd.DataFrame
+    summary: MergeSummary
+    extra: object = None
+
+
+def merge_one(
+    category: str,
+    inputs: tuple[pd.Series, pd.DataFrame],
+    external_labels: pd.Series,
+    external_matrix: pd.DataFrame,
+    params: MergingParams,
+    after: AfterMerge | None = None,
+) -> MergedCategory:
+    """:func:`merge_category` of ``inputs`` (internal labels, internal matrix), then ``after``."""
+    labels, matrix = inputs
+    frame, summary = merge_category(
+        category, labels, external_labels, matrix, external_matrix, params
+    )
+    extra = None
+    if after is not None:
+        external = external_matrix if len(external_matrix.columns) else None
+        extra = after(category, frame, matrix, external, params)
+    return MergedCategory(compact_text(frame, TEXT_COLUMNS), summary, extra)
+
+
+class _Inputs(Mapping[str, tuple[pd.Series, pd.DataFrame]]):
+    """(labels, matrix) per category, each read when a worker is about to need it."""
+
+    def __init__(
+        self, labels: Mapping[str, pd.Series], matrices: Mapping[str, pd.DataFrame]
+    ) -> None:
+        self._labels = labels
+        self._matrices = matrices
+
+    def __getitem__(self, category: str) -> tuple[pd.Series, pd.DataFrame]:
+        return self._labels[category], self._matrices[category]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._labels)
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+
 def merge_categories(
     internal_labels: Mapping[str, pd.Series],
     internal_matrices: Mapping[str, pd.DataFrame],
     external_labels: pd.Series | None,
     external_matrix: pd.DataFrame | None,
     params: MergingParams,
-    each: Callable[[str, pd.DataFrame, pd.DataFrame], None] | None = None,
+    *,
+    after: AfterMerge | None = None,
+    each: Callable[[str, MergedCategory], None] | None = None,
+    workers: int | None = 1,
 ) -> tuple[pd.DataFrame, list[MergeSummary]]:
     """The final table (one row per store × category) and a merge summary per category.
 
     Labels and matrices are indexed by ``STORE_NBR``; the external ones cover every store with
-    external features, or are None when there are none. ``internal_matrices`` may be a lazy
-    mapping: each category's matrix is taken once, and ``each(category, final rows, matrix)``
-    is called with it (e.g. to build the category's final model while the matrix is at hand).
+    external features, or are None when there are none. The mappings may be lazy: each
+    category's labels and matrix are taken once, when a worker is about to need them.
+    Categories are merged in ``workers`` processes (None: one per core); ``after`` runs in the
+    worker on each category's result and ``each(category, merged)`` in this process as each
+    category finishes.
     """
+    from clustering.core.engine import map_categories
+
     if external_labels is None or external_matrix is None:
         external_labels = pd.Series(dtype="Int64")
         external_matrix = pd.DataFrame()
-    frames = []
-    summaries = []
-    for category in sorted(internal_labels):
-        matrix = internal_matrices[category]
-        frame, summary = merge_category(
-            category, internal_labels[category], external_labels, matrix, external_matrix, params
-        )
+    frames: dict[str, pd.DataFrame] = {}
+    summaries: dict[str, MergeSummary] = {}
+
+    def take(category: str, merged: MergedCategory) -> None:
+        frames[category] = merged.rows
+        summaries[category] = merged.summary
         if each is not None:
-            each(category, frame, matrix)
-        frames.append(compact_text(frame, TEXT_COLUMNS))
-        summaries.append(summary)
-    if not frames:
-        return pd.DataFrame(columns=FINAL_COLUMNS), summaries
-    final = pd.concat(frames, ignore_index=True)
+            each(category, merged)
+
+    map_categories(
+        merge_one,
+        _Inputs(internal_labels, internal_matrices),
+        external_labels,
+        external_matrix,
+        params,
+        after,
+        workers=workers,
+        progress=take,
+        keep=False,
+    )
+    order = sorted(frames)
+    if not order:
+        return pd.DataFrame(columns=FINAL_COLUMNS), [summaries[c] for c in sorted(summaries)]
+    final = pd.concat([frames.pop(c) for c in order], ignore_index=True)
     final["EXTERNAL_CLUSTER"] = final["EXTERNAL_CLUSTER"].astype("Int64")
-    return final, summaries
+    return final, [summaries[c] for c in order]

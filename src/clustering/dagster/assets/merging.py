@@ -3,16 +3,21 @@ demand clusters folded by nearest centroid) as the final table and a per-categor
 the category managers' overrides honoured and audited."""
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
 from clustering.core.external_preprocessing import external_coverage
-from clustering.core.merging import OUTCOME_TOO_SMALL, MergeSummary, merge_categories
+from clustering.core.merging import (
+    OUTCOME_TOO_SMALL,
+    MergedCategory,
+    MergeSummary,
+    merge_categories,
+)
 from clustering.core.overrides import AUDIT_COLUMNS, REVIEW
-from clustering.core.placement import MODEL_TABLE_COLUMNS, final_model_table
+from clustering.core.placement import MODEL_TABLE_COLUMNS, category_model_table
 from clustering.core.plots import cluster_sizes_svg, markdown_image
 from clustering.core.quality import coverage_findings, failures
 from clustering.core.tables import (
@@ -188,27 +193,29 @@ def merge_clusters(
     stop = failures(findings)
     if stop:
         raise dg.Failure(description=f"data quality: {stop[0]}", allow_retries=False)
-    internal_matrices = _Matrices(internal_features)
     models: list[pd.DataFrame] = []
 
-    def final_model(category: str, rows: pd.DataFrame, matrix: pd.DataFrame) -> None:
-        # The final clusters as the model made them (before overrides), as data to place new
-        # stores; built while the category's feature matrix is in memory.
-        models.append(final_model_table(rows, {category: matrix}, external_matrix, params.strategy))
+    def collect(category: str, merged: MergedCategory) -> None:
+        models.append(cast(pd.DataFrame, merged.extra))
 
+    # Categories are merged in parallel processes; each worker also builds its category's
+    # final model (the final clusters as the model made them, before overrides, as data to
+    # place new stores) while the feature matrix is at hand.
     final, summaries = merge_categories(
         internal_labels,
-        internal_matrices,
+        _Matrices(internal_features),
         labels_from_table(external_assignments).get(EXTERNAL_SET),
         external_matrix,
         params,
-        each=final_model,
+        after=category_model_table,
+        each=collect,
+        workers=settings.config.params.workers,
     )
     final_models = (
-        pd.concat(models, ignore_index=True)
+        pd.concat(models, ignore_index=True).sort_values("CATEGORY", kind="stable")
         if models
         else pd.DataFrame(columns=MODEL_TABLE_COLUMNS)
-    )
+    ).reset_index(drop=True)
     with user_errors():
         applied = honour_overrides(context, settings, final)
     final = applied.final
