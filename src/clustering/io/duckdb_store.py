@@ -179,38 +179,72 @@ def _dtype_name(dtype: object) -> str:
     return str(dtype)
 
 
-def _arrow_to_frame(table: pa.Table, layout: dict[str, Any] | None) -> pd.DataFrame:
+def _arrow_to_frame(
+    table: pa.Table | pa.RecordBatchReader, layout: dict[str, Any] | None
+) -> pd.DataFrame:
     """An Arrow read as pandas: columns the layout stores as compact text stay in Arrow buffers,
     the others convert as DuckDB's own ``df()`` would."""
     specs = (layout or {}).get("columns") or []
     compact = {
-        str(table.column_names[position])
+        str(table.schema.names[position])
         for position, spec in enumerate(specs)
         if isinstance(spec, dict) and spec.get("dtype") == COMPACT_TEXT
     }
-    return arrow_to_pandas(table, compact if len(specs) == table.num_columns else set())
+    return arrow_to_pandas(table, compact if len(specs) == len(table.schema.names) else set())
 
 
-def arrow_to_pandas(table: pa.Table, compact: Collection[str] | None = None) -> pd.DataFrame:
-    """``table`` as DuckDB's ``df()`` gives a result (integers and booleans with missing values
-    as pandas' nullable types), except that text columns named in ``compact`` (all text
+#: Rows per Arrow batch when a query's result is converted to pandas.
+ARROW_BATCH_ROWS = 1_000_000
+
+
+def arrow_to_pandas(
+    source: pa.Table | pa.RecordBatchReader, compact: Collection[str] | None = None
+) -> pd.DataFrame:
+    """``source`` as DuckDB's ``df()`` gives a result (integers and booleans with missing
+    values as pandas' nullable types), except that text columns named in ``compact`` (all text
     columns when None) stay in Arrow buffers as ``string[pyarrow]``: no Python object per
-    value, for tables of millions of rows."""
+    value, for tables of millions of rows.
+
+    A stream of record batches (a query's result read with ``to_arrow_reader``) is collected
+    column by column and each column's Arrow data is dropped as soon as it is converted: the
+    result and its Arrow copy are never both whole in memory.
+    """
+    names = list(source.schema.names)
+    columns: list[pa.ChunkedArray | None]
+    if isinstance(source, pa.RecordBatchReader):
+        pieces: list[list[pa.Array]] = [[] for _ in names]
+        rows = 0
+        for batch in source:
+            rows += batch.num_rows
+            for position in range(batch.num_columns):
+                pieces[position].append(batch.column(position))
+            del batch
+        columns = [
+            pa.chunked_array(chunks, type=source.schema.field(position).type)
+            for position, chunks in enumerate(pieces)
+        ]
+        del pieces
+    else:
+        columns = list(source.columns)
+        rows = source.num_rows
     data = {}
-    for position, name in enumerate(table.column_names):
-        column = table.column(position)
+    for position, name in enumerate(names):
+        column = columns[position]
+        assert column is not None
+        columns[position] = None  # once converted, this column's Arrow data can go
         kind = column.type
         if (pa.types.is_string(kind) or pa.types.is_large_string(kind)) and (
             compact is None or name in compact
         ):
-            data[name] = pd.Series(
-                pd.arrays.ArrowStringArray(column.cast(pa.large_string()).combine_chunks())
-            )
+            text = column.cast(pa.large_string()).combine_chunks()
+            data[name] = pd.Series(pd.arrays.ArrowStringArray(text))
         elif column.null_count and (pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
             data[name] = pd.Series(column.to_pandas(types_mapper=_nullable_type))
         else:
             data[name] = pd.Series(column.to_pandas())
-    return pd.DataFrame(data, index=pd.RangeIndex(table.num_rows))
+        del column
+    # copy=False: the columns are new already; consolidating them would copy the table again.
+    return pd.DataFrame(data, index=pd.RangeIndex(rows), copy=False)
 
 
 _NULLABLE = {
@@ -666,7 +700,8 @@ def _read(
     """A query's rows as pandas; through Arrow when the layout keeps compact text columns."""
     specs = (layout or {}).get("columns") or []
     if any(isinstance(spec, dict) and spec.get("dtype") == COMPACT_TEXT for spec in specs):
-        return _arrow_to_frame(con.sql(query, params=parameters).to_arrow_table(), layout)
+        reader = con.sql(query, params=parameters).to_arrow_reader(ARROW_BATCH_ROWS)
+        return _arrow_to_frame(reader, layout)
     read: pd.DataFrame = con.execute(query, parameters).df()
     return read
 

@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from clustering.core.errors import ClusteringError
 from clustering.io.duckdb_store import (
+    ARROW_BATCH_ROWS,
     DuckDBStore,
     TableByKey,
     arrow_to_pandas,
@@ -239,7 +240,8 @@ class HistoryStore(DuckDBStore):
             if not present or not present[0][0]:
                 return pd.DataFrame()
             if compact:
-                return arrow_to_pandas(con.sql(sql, params=parameters or []).to_arrow_table())
+                relation = con.sql(sql, params=parameters or [])
+                return arrow_to_pandas(relation.to_arrow_reader(ARROW_BATCH_ROWS))
             result: pd.DataFrame = con.execute(sql, parameters or []).df()
             return result
 
@@ -262,7 +264,10 @@ class HistoryStore(DuckDBStore):
         ``columns`` when given."""
         if name not in TABLES:
             raise ValueError(f"not a history table: {name}")
-        selected = ", ".join(quote_identifier(c) for c in columns) if columns else "*"
+        # Never RUN_ID itself: a 36-character id on each of millions of rows, dropped anyway.
+        selected = (
+            ", ".join(quote_identifier(c) for c in columns) if columns else f"* EXCLUDE ({RUN_KEY})"
+        )
         try:
             frame = self._query(
                 f"SELECT {selected} FROM {qualified_name(SCHEMA, name)} WHERE {RUN_KEY} = ?",
