@@ -137,6 +137,44 @@ def test_compact_text_round_trips_and_nullable_columns_read_as_duckdb_gives_them
     assert str(converted["n"].dtype) == "Int64" and str(converted["t"].dtype) == "string"
 
 
+def test_a_streamed_query_result_converts_exactly_as_the_whole_table() -> None:
+    import duckdb
+
+    with duckdb.connect() as con:
+        query = (
+            "SELECT range AS n, CASE WHEN range % 5 = 0 THEN NULL ELSE range END AS maybe, "
+            "range % 2 = 0 AS even, 'c' || (range % 7)::VARCHAR AS cat, range / 3 AS x "
+            "FROM range(10000)"
+        )
+        whole = arrow_to_pandas(con.sql(query).to_arrow_table())
+        streamed = arrow_to_pandas(con.sql(query).to_arrow_reader(1000))
+        empty = arrow_to_pandas(con.sql(query + " WHERE range < 0").to_arrow_reader(1000))
+    pd.testing.assert_frame_equal(streamed, whole)
+    assert str(streamed["maybe"].dtype) == "Int64" and str(streamed["cat"].dtype) == "string"
+    assert streamed["maybe"].isna().sum() == 2000 and len(streamed) == 10000
+    assert list(empty.columns) == list(whole.columns) and len(empty) == 0
+
+
+def test_joining_frames_column_by_column_equals_concat_and_takes_the_pieces() -> None:
+    from clustering.core.tables import concat_taking
+
+    def part(category: str, stores: list[int]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "STORE_NBR": stores,
+                "CATEGORY": pd.array([category] * len(stores), dtype=COMPACT_TEXT),
+                "EXTERNAL_CLUSTER": pd.array([1, None][: len(stores)], dtype="Int64"),
+                "REASSIGNED": [True, False][: len(stores)],
+            }
+        )
+
+    frames = [part("A", [1, 2]), part("B", [3]), part("C", [4, 5])]
+    expected = pd.concat([f.copy() for f in frames], ignore_index=True)
+    joined = concat_taking(frames)
+    pd.testing.assert_frame_equal(joined, expected)
+    assert frames == []
+
+
 def test_history_copies_a_stored_final_table_inside_the_warehouse(tmp_path: Path) -> None:
     path = tmp_path / "w.duckdb"
     final = pd.DataFrame(
@@ -160,6 +198,7 @@ def test_history_copies_a_stored_final_table_inside_the_warehouse(tmp_path: Path
     assert list(back["REBALANCED_CLUSTER"]) == ["I1", "I2", "I1"]
     assert str(back["CATEGORY"].dtype) == "string"
     assert back["EXTERNAL_CLUSTER"].isna().tolist() == [False, True, False]
+    assert "RUN_ID" not in back.columns
 
 
 def test_metadata_charts_are_svg_images_without_matplotlib() -> None:

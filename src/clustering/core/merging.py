@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from clustering.core.params import MergingParams
-from clustering.core.tables import compact_text
+from clustering.core.tables import compact_text, concat_taking
 
 FINAL_COLUMNS = [
     "STORE_NBR",
@@ -465,6 +465,6 @@ def merge_categories(
     order = sorted(frames)
     if not order:
         return pd.DataFrame(columns=FINAL_COLUMNS), [summaries[c] for c in sorted(summaries)]
-    final = pd.concat([frames.pop(c) for c in order], ignore_index=True)
+    final = concat_taking([frames.pop(c) for c in order])
     final["EXTERNAL_CLUSTER"] = final["EXTERNAL_CLUSTER"].astype("Int64")
     return final, [summaries[c] for c in order]

@@ -57,6 +57,22 @@ def _stack(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[columns]
 
 
+def concat_taking(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """``pd.concat(frames, ignore_index=True)`` for frames of the same columns, built one column
+    at a time while taking that column out of every frame (``frames`` end up empty): memory
+    holds the result plus one column's pieces, never the pieces and the whole result at once
+    (a second copy of a 5-million-row final table at the end of a merge)."""
+    if not frames:
+        return pd.DataFrame()
+    data: dict[str, pd.Series] = {}
+    for name in list(frames[0].columns):
+        pieces = [frame.pop(name) for frame in frames]
+        data[str(name)] = pd.concat(pieces, ignore_index=True)
+        del pieces
+    frames.clear()
+    return pd.DataFrame(data, copy=False)
+
+
 def feature_table(clustered: Mapping[str, ClusteredSet]) -> pd.DataFrame:
     """The clustering input per category, with each store's outlier flag."""
     parts = []

@@ -56,6 +56,10 @@ _LAYOUT_FORMAT = "clustering.frame/1"
 #: or read spills to ``<file>.tmp`` instead of growing the process (DuckDB's own default is 80 %
 #: of the RAM).
 MEMORY_LIMIT = "512MB"
+#: The same while a table is written: the rows go to the file as DuckDB reads them (a frame
+#: already in memory, or a stream of record batches such as the 100-million-row aggregation
+#: of the input engine), so DuckDB's cache of written blocks need not double the step's memory.
+WRITE_MEMORY_LIMIT = "256MB"
 
 _POLL_START_S = 0.02
 _POLL_MAX_S = 0.5
@@ -132,15 +136,17 @@ def _flatten(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         )
     parts: list[tuple[object, pd.Series]] = []
     index_names: list[object] = []
-    if not _is_default_index(frame.index):
+    if not _is_default_index(frame.index):  # stored as leading columns
         for level, name in enumerate(frame.index.names):
             index_names.append(_json_label(name, "index name"))
             values = frame.index.get_level_values(level)
             fallback = "index" if frame.index.nlevels == 1 else f"level_{level}"
             parts.append((name if name is not None else fallback, pd.Series(values)))
+    default_index = _is_default_index(frame.index)
     for position in range(frame.shape[1]):
         label = _json_label(frame.columns[position], "column label")
-        parts.append((label, frame.iloc[:, position].reset_index(drop=True)))
+        column = frame.iloc[:, position]
+        parts.append((label, column if default_index else column.reset_index(drop=True)))
 
     # DuckDB compares column names case-insensitively and silently renames clashes; choose
     # unique names here so the stored table is predictable, and restore labels by position.
@@ -160,7 +166,8 @@ def _flatten(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         layout_columns.append(
             {"label": None if is_index else label, "dtype": _dtype_name(storable.dtype)}
         )
-    flat = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
+    # copy=False: a second copy of a table of millions of rows only to write it.
+    flat = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)), copy=False)
     columns_name = frame.columns.name
     layout = {
         "format": _LAYOUT_FORMAT,
@@ -376,6 +383,7 @@ class DuckDBStore:
             # Holding the lock means no other writer is mid-write: any staging table still
             # here was left by a process that died, and can go.
             self._drop_orphan_staging_tables(con)
+            con.execute(f"SET memory_limit = {sql_string(WRITE_MEMORY_LIMIT)}")
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
             try:
                 con.register(view, arrow_table)

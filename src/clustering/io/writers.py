@@ -95,7 +95,10 @@ def _write_csv_with_duckdb(frame: pd.DataFrame, target: Path) -> None:
     """CSV as pandas writes it (header, comma, empty for missing, True/False) through DuckDB."""
     import duckdb
 
-    with duckdb.connect() as con:
+    from clustering.io.duckdb_store import WRITE_MEMORY_LIMIT
+
+    # DuckDB's default limit is 80 % of the RAM; the frame is in memory already.
+    with duckdb.connect(config={"memory_limit": WRITE_MEMORY_LIMIT}) as con:
         con.register("frame", frame)
         columns = ", ".join(
             (
