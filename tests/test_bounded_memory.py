@@ -173,6 +173,11 @@ def test_joining_frames_column_by_column_equals_concat_and_takes_the_pieces() ->
     joined = concat_taking(frames)
     pd.testing.assert_frame_equal(joined, expected)
     assert frames == []
+    # Frames of other columns or dtypes are joined as pandas joins them.
+    odd = [part("A", [1]), part("B", [2]).astype({"STORE_NBR": "float64"})]
+    pd.testing.assert_frame_equal(
+        concat_taking(odd), pd.concat([part("A", [1]), part("B", [2.0])], ignore_index=True)
+    )
 
 
 def test_history_copies_a_stored_final_table_inside_the_warehouse(tmp_path: Path) -> None:

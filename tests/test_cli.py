@@ -83,6 +83,16 @@ def test_cluster_writes_results_and_prints_a_summary(small_clustered: ClusterRun
     for category in final["CATEGORY"].unique():
         assert category in done.stdout
     assert "stores assigned" in done.stdout
+    # Progress of the throwaway instance's run: its id first, each step started and finished
+    # once, and a summary naming the same run.
+    lines = done.stdout.splitlines()
+    run_id = lines[0].rpartition(" as run ")[2]
+    assert lines[0] == f"Running full_pipeline_job (env dev) as run {run_id}", lines[:3]
+    for step in ["internal_clustering", "merge_clusters", "clustering_report"]:
+        assert lines.count(f"  ▸ {step}") == 1
+        assert len([line for line in lines if line.startswith(f"  ✓ {step} ")]) == 1
+    assert f"Run {run_id}: SUCCESS in " in done.stdout
+    assert "progress lines could not be shown" not in done.stderr
 
 
 def _copy_inputs(source: Path, target: Path) -> Path:

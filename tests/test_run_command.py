@@ -192,6 +192,7 @@ def test_success_streams_steps_and_ends_with_a_summary() -> None:
         assert started < finished
     # Each step's start line was already printed when its body ran: progress is streamed.
     assert _SEEN_AT_BODY == {"raw_numbers": True, "doubled": True}
+    assert done.out[0] == f"Running full_pipeline_job (env dev) as run {done.run_id}"
 
     summary = done.text[done.text.index("\nRun ") :]
     assert re.search(rf"Run {done.run_id}: SUCCESS in \d+\.\d s\.", summary)
@@ -303,6 +304,10 @@ def test_default_home_under_the_project_is_used_without_dagster_home(
         (
             ["clustering/env=prod"],
             "error: the tag clustering/env comes from --env; use --env instead of --tag.",
+        ),
+        (
+            ["clustering/invocation=x"],
+            "error: the tag clustering/invocation is set by this command; use another key.",
         ),
     ],
 )

@@ -2,8 +2,8 @@
 
 ``run`` executes one Dagster job in this process against the project's Dagster instance (see
 :mod:`clustering.infra.instance`), so the run, its logs and its materializations are recorded
-there and show in the UI later. Steps are printed as they start and finish: an event listener on
-the instance receives every event the moment Dagster stores it, and
+there and show in the UI later. Steps are printed as they start and finish: a thread reads the
+run's events from the instance as Dagster stores them, and
 :class:`~clustering.infra.run_report.RunReport` turns events into lines and the closing summary.
 
 Dagster and the definitions are imported only when a command needs them, so ``--help`` stays
@@ -12,6 +12,7 @@ fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
@@ -39,6 +40,8 @@ EXIT_USAGE = 2
 
 #: Run tag recording the environment; set from ``--env``, never from ``--tag``.
 ENV_TAG = "clustering/env"
+#: Run tag by which the progress printer finds the run it was started for; set by ``run``.
+RUN_TOKEN_TAG = "clustering/invocation"
 
 #: Module to point ``dagster dev`` at to see the runs.
 DEFINITIONS_MODULE = "clustering.dagster.definitions"
@@ -83,6 +86,8 @@ def parse_tags(tags: Mapping[str, str] | Iterable[str], env: str) -> dict[str, s
     for key, value in pairs:
         if key == ENV_TAG:
             raise ConfigError(f"the tag {ENV_TAG} comes from --env; use --env instead of --tag.")
+        if key == RUN_TOKEN_TAG:
+            raise ConfigError(f"the tag {RUN_TOKEN_TAG} is set by this command; use another key.")
         if key in parsed:
             raise ConfigError(f"--tag {key} is given twice; give each key once.")
         parsed[key] = value
@@ -295,13 +300,13 @@ def _execute(
     report = RunReport(width=_step_width(job))
     token = str(uuid.uuid4())
     run_tags = {**tags, RUN_TOKEN_TAG: token}
-    _REGISTERED_JOBS[token] = job.with_executor_def(dg.in_process_executor)
     printer = _ProgressPrinter(
         instance, token, report, out, f"Running {job.name} (env {tags.get(ENV_TAG, '?')})"
     )
     started = time.perf_counter()
-    printer.start()
+    _REGISTERED_JOBS[token] = job.with_executor_def(dg.in_process_executor)
     try:
+        printer.start()
         result = dg.execute_job(
             dg.build_reconstructable_job(__name__, "registered_job", reconstructable_args=(token,)),
             instance,
@@ -330,15 +335,16 @@ def _execute(
     return EXIT_OK if result.success else EXIT_FAILED
 
 
-#: Run tag by which the progress printer finds the run it was started for.
-RUN_TOKEN_TAG = "clustering/invocation"
-
-
 class _ProgressPrinter:
-    """Prints the progress lines of one run from a thread: finds the run by its token tag, then
-    reads its events in the order the instance stored them, each once (a storage cursor), until
-    stopped; :meth:`stop` prints whatever is left. A display problem (a closed pipe, a bug in
-    the report) is kept in ``errors`` and never reaches the run."""
+    """Prints the progress lines of one run from a thread: finds the run, then reads its events
+    in the order the instance stored them, each once (a storage cursor), until stopped;
+    :meth:`stop` reads whatever is left, so the summary sees every event.
+
+    A read that fails while the run is writing (a storage busy with the run's own writes) is
+    tried again at the next look; only a failure of the last read after the run is kept. A
+    display problem (a closed pipe, a bug in the report) loses that one event's lines. Both
+    end in ``errors`` and never reach the run.
+    """
 
     def __init__(
         self, instance: dg.DagsterInstance, token: str, report: Any, out: Printer, title: str
@@ -361,37 +367,56 @@ class _ProgressPrinter:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._thread.join()
-        if not self.errors:
+        if self._thread.is_alive():
+            self._thread.join()
+        try:
             self._poll()  # events stored after the thread's last look
+        except Exception as exc:
+            self.errors.append(exc)
 
     def _loop(self) -> None:
         while not self._stopping.wait(PROGRESS_POLL_S):
-            self._poll()
+            with contextlib.suppress(Exception):  # tried again at the next look
+                self._poll()
 
     def _poll(self) -> None:
-        try:
+        if self._run_id is None:
+            self._run_id = self._find_run()
             if self._run_id is None:
-                import dagster as dg
+                return
+            self._say(f"{self._title} as run {self._run_id}")
+        while True:
+            page = self._instance.get_records_for_run(self._run_id, cursor=self._cursor)
+            for record in page.records:
+                try:
+                    lines = self._report.handle(record.event_log_entry)
+                except Exception as exc:
+                    self.errors.append(exc)
+                    continue
+                for line in lines:
+                    self._say(line)
+            self._cursor = page.cursor
+            if not page.has_more:
+                return
 
-                runs = self._instance.get_run_ids(
-                    filters=dg.RunsFilter(tags={RUN_TOKEN_TAG: self._token}), limit=1
-                )
-                if not runs:
-                    return
-                self._run_id = runs[0]
-                self._out(f"{self._title} as run {self._run_id}")
-            while True:
-                page = self._instance.get_records_for_run(self._run_id, cursor=self._cursor)
-                for record in page.records:
-                    for line in self._report.handle(record.event_log_entry):
-                        self._out(line)
-                self._cursor = page.cursor
-                if not page.has_more:
-                    return
+    def _find_run(self) -> str | None:
+        import dagster as dg
+
+        if self._instance.is_persistent:
+            runs = self._instance.get_run_ids(
+                filters=dg.RunsFilter(tags={RUN_TOKEN_TAG: self._token}), limit=1
+            )
+            return runs[0] if runs else None
+        # A throwaway instance (``cluster``) holds this run only. Its in-memory run storage
+        # cannot be read while the run writes to it; its event log can.
+        started = self._instance.fetch_run_status_changes(dg.DagsterEventType.RUN_START, limit=1)
+        return started.records[0].run_id if started.records else None
+
+    def _say(self, line: str) -> None:
+        try:
+            self._out(line)
         except Exception as exc:
             self.errors.append(exc)
-            self._stopping.set()
 
 
 def _quiet_console_config(job: dg.JobDefinition) -> dict[str, Any] | None:

@@ -58,16 +58,25 @@ def _stack(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
 
 
 def concat_taking(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """``pd.concat(frames, ignore_index=True)`` for frames of the same columns, built one column
-    at a time while taking that column out of every frame (``frames`` end up empty): memory
-    holds the result plus one column's pieces, never the pieces and the whole result at once
-    (a second copy of a 5-million-row final table at the end of a merge)."""
+    """``pd.concat(frames, ignore_index=True)`` for frames of the same columns and dtypes (e.g.
+    one category's rows each), built one column at a time while taking that column out of
+    every frame (``frames`` end up empty): memory holds the result plus one column's pieces,
+    never the pieces and the whole result at once (a second copy of a 5-million-row final
+    table at the end of a merge). Frames that differ are joined by ``pd.concat``."""
     if not frames:
         return pd.DataFrame()
-    data: dict[str, pd.Series] = {}
-    for name in list(frames[0].columns):
+    first = frames[0]
+    if any(
+        not frame.columns.equals(first.columns) or not frame.dtypes.equals(first.dtypes)
+        for frame in frames
+    ):
+        joined = pd.concat(frames, ignore_index=True)
+        frames.clear()
+        return joined
+    data: dict[object, pd.Series] = {}
+    for name in list(first.columns):
         pieces = [frame.pop(name) for frame in frames]
-        data[str(name)] = pd.concat(pieces, ignore_index=True)
+        data[name] = pd.concat(pieces, ignore_index=True)
         del pieces
     frames.clear()
     return pd.DataFrame(data, copy=False)

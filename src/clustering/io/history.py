@@ -276,7 +276,7 @@ class HistoryStore(DuckDBStore):
             )
         except duckdb.CatalogException:
             return pd.DataFrame()
-        return frame.drop(columns=[RUN_KEY], errors="ignore")
+        return frame
 
     def earlier_members(
         self, pins: list[tuple[str, str]], before_run: str

@@ -97,8 +97,11 @@ def _write_csv_with_duckdb(frame: pd.DataFrame, target: Path) -> None:
 
     from clustering.io.duckdb_store import WRITE_MEMORY_LIMIT
 
-    # DuckDB's default limit is 80 % of the RAM; the frame is in memory already.
-    with duckdb.connect(config={"memory_limit": WRITE_MEMORY_LIMIT}) as con:
+    # DuckDB's default limit is 80 % of the RAM; the frame is in memory already. Anything it
+    # spills goes to the system's temporary folder, not the working directory.
+    with duckdb.connect(
+        config={"memory_limit": WRITE_MEMORY_LIMIT, "temp_directory": tempfile.gettempdir()}
+    ) as con:
         con.register("frame", frame)
         columns = ", ".join(
             (
