@@ -139,7 +139,8 @@ def _build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="tag the run (repeatable); clustering/env=ENV is always added",
+        help="tag the run (repeatable); clustering/env=ENV and clustering/invocation (which "
+        "the progress lines find the run by) are always added",
     )
     run.add_argument(
         "--config",
