@@ -170,7 +170,6 @@ def test_demand_label_is_internal_times_external() -> None:
 
 def test_categories_merged_in_parallel_processes_give_the_same_final_table_and_models() -> None:
     from clustering.core.merging import MergedCategory, merge_categories
-    from clustering.core.placement import category_model_table
 
     rng = np.random.default_rng(3)
     labels, matrices = {}, {}
@@ -188,7 +187,8 @@ def test_categories_merged_in_parallel_processes_give_the_same_final_table_and_m
 
         def each(name: str, merged: MergedCategory, seen=seen, models=models) -> None:
             seen.append(name)
-            models[name] = merged.extra
+            assert merged.model is not None
+            models[name] = merged.model
 
         final, summaries = merge_categories(
             labels,
@@ -196,7 +196,7 @@ def test_categories_merged_in_parallel_processes_give_the_same_final_table_and_m
             external_labels,
             external_matrix,
             params,
-            after=category_model_table,
+            with_models=True,
             each=each,
             workers=workers,
         )

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import types
 from collections.abc import Iterator
@@ -203,6 +205,32 @@ def test_success_streams_steps_and_ends_with_a_summary() -> None:
     assert summary.index("/data/outputs/dev/final.parquet") > exports
     assert summary.index("/data/outputs/dev/final.csv") > exports
     assert "Run history: " in summary
+
+
+@pytest.mark.usefixtures("dagster_home")
+def test_progress_survives_a_read_of_the_run_storage_failing_while_the_run_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The first read of the run's events by the progress thread fails as a busy SQLite does;
+    # raw_numbers waits until its start line is shown, so the failure happens mid-run.
+    real = dg.DagsterInstance.get_records_for_run
+    failed: list[str] = []
+
+    def busy_once(self: dg.DagsterInstance, *args: object, **kwargs: object) -> object:
+        if threading.current_thread().name == "progress" and not failed:
+            failed.append("once")
+            raise sqlite3.OperationalError("database is locked")
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dg.DagsterInstance, "get_records_for_run", busy_once)
+    done = _run("full_pipeline_job")
+    assert failed == ["once"]
+    assert done.code == 0, done.text
+    assert done.err == []  # a read tried again is no lost line: no warning
+    for step in ["raw_numbers", "doubled", "final_store_clusters"]:
+        assert done.out.count(f"  ▸ {step}") == 1
+        assert len([line for line in done.out if line.startswith(f"  ✓ {step} ")]) == 1
+    assert re.search(r"demo\.final_store_clusters\s+1,234 rows", done.text)
 
 
 @pytest.mark.usefixtures("dagster_home")

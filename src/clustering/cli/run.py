@@ -28,6 +28,8 @@ from clustering.dagster.jobs import JOB_ALIASES
 if TYPE_CHECKING:
     import dagster as dg
 
+    from clustering.infra.run_report import RunReport
+
 #: Builds the Dagster definitions for an environment (``dev``, ``staging``, ``prod``).
 DefinitionsFactory = Callable[[str], "dg.Definitions"]
 #: Receives one line of output.
@@ -347,7 +349,12 @@ class _ProgressPrinter:
     """
 
     def __init__(
-        self, instance: dg.DagsterInstance, token: str, report: Any, out: Printer, title: str
+        self,
+        instance: dg.DagsterInstance,
+        token: str,
+        report: RunReport,
+        out: Printer,
+        title: str,
     ) -> None:
         import threading
 

@@ -360,22 +360,14 @@ def merge_category(
     return frame.sort_values("STORE_NBR", kind="stable").reset_index(drop=True), summary
 
 
-#: Work done in the worker right after a category's merge, while its inputs are at hand:
-#: ``after(category, final rows, internal matrix, external matrix, params)``. A module-level
-#: function (it is sent to worker processes by name).
-AfterMerge = Callable[
-    [str, pd.DataFrame, pd.DataFrame, "pd.DataFrame | None", MergingParams], object
-]
-
-
 @dataclass(frozen=True)
 class MergedCategory:
-    """One category's merge: its final rows (text in Arrow buffers), its summary, and what
-    ``after`` made of it (None without one)."""
+    """One category's merge: its final rows (text in Arrow buffers), its summary and, when
+    asked for, its final model (a :func:`~clustering.core.placement.final_model_table`)."""
 
     rows: pd.DataFrame
     summary: MergeSummary
-    extra: object = None
+    model: pd.DataFrame | None = None
 
 
 def merge_one(
@@ -384,18 +376,21 @@ def merge_one(
     external_labels: pd.Series,
     external_matrix: pd.DataFrame,
     params: MergingParams,
-    after: AfterMerge | None = None,
+    with_model: bool = False,
 ) -> MergedCategory:
-    """:func:`merge_category` of ``inputs`` (internal labels, internal matrix), then ``after``."""
+    """:func:`merge_category` of ``inputs`` (internal labels, internal matrix) and, with
+    ``with_model``, the category's final model, built while its matrix is at hand."""
+    from clustering.core.placement import final_model_table
+
     labels, matrix = inputs
     frame, summary = merge_category(
         category, labels, external_labels, matrix, external_matrix, params
     )
-    extra = None
-    if after is not None:
+    model = None
+    if with_model:
         external = external_matrix if len(external_matrix.columns) else None
-        extra = after(category, frame, matrix, external, params)
-    return MergedCategory(compact_text(frame, TEXT_COLUMNS), summary, extra)
+        model = final_model_table(frame, {category: matrix}, external, params.strategy)
+    return MergedCategory(compact_text(frame, TEXT_COLUMNS), summary, model)
 
 
 class _Inputs(Mapping[str, tuple[pd.Series, pd.DataFrame]]):
@@ -424,7 +419,7 @@ def merge_categories(
     external_matrix: pd.DataFrame | None,
     params: MergingParams,
     *,
-    after: AfterMerge | None = None,
+    with_models: bool = False,
     each: Callable[[str, MergedCategory], None] | None = None,
     workers: int | None = 1,
 ) -> tuple[pd.DataFrame, list[MergeSummary]]:
@@ -433,9 +428,9 @@ def merge_categories(
     Labels and matrices are indexed by ``STORE_NBR``; the external ones cover every store with
     external features, or are None when there are none. The mappings may be lazy: each
     category's labels and matrix are taken once, when a worker is about to need them.
-    Categories are merged in ``workers`` processes (None: one per core); ``after`` runs in the
-    worker on each category's result and ``each(category, merged)`` in this process as each
-    category finishes.
+    Categories are merged in ``workers`` processes (None: one per core), each worker also
+    building the category's final model with ``with_models``; ``each(category, merged)`` is
+    called in this process as each category finishes.
     """
     from clustering.core.engine import map_categories
 
@@ -457,7 +452,7 @@ def merge_categories(
         external_labels,
         external_matrix,
         params,
-        after,
+        with_models,
         workers=workers,
         progress=take,
         keep=False,

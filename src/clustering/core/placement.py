@@ -34,7 +34,6 @@ import numpy as np
 import pandas as pd
 
 from clustering.core.engine import ClusteredSet
-from clustering.core.params import MergingParams
 from clustering.core.transform import FittedTransform, apply_transform
 
 CLUSTER_MODEL_FORMAT = "clustering.cluster_model/1"
@@ -245,18 +244,6 @@ def final_model_table(
         for category, group in final.groupby("CATEGORY", sort=True)
     ]
     return pd.DataFrame(rows, columns=MODEL_TABLE_COLUMNS)
-
-
-def category_model_table(
-    category: str,
-    final: pd.DataFrame,
-    internal_matrix: pd.DataFrame,
-    external_matrix: pd.DataFrame | None,
-    params: MergingParams,
-) -> pd.DataFrame:
-    """:func:`final_model_table` of one category just merged (merging's ``after`` hook, run in
-    the worker while the category's matrix is at hand)."""
-    return final_model_table(final, {category: internal_matrix}, external_matrix, params.strategy)
 
 
 def _masked_distances(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:

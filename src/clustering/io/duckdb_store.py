@@ -136,13 +136,13 @@ def _flatten(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         )
     parts: list[tuple[object, pd.Series]] = []
     index_names: list[object] = []
-    if not _is_default_index(frame.index):  # stored as leading columns
+    default_index = _is_default_index(frame.index)
+    if not default_index:  # stored as leading columns
         for level, name in enumerate(frame.index.names):
             index_names.append(_json_label(name, "index name"))
             values = frame.index.get_level_values(level)
             fallback = "index" if frame.index.nlevels == 1 else f"level_{level}"
             parts.append((name if name is not None else fallback, pd.Series(values)))
-    default_index = _is_default_index(frame.index)
     for position in range(frame.shape[1]):
         label = _json_label(frame.columns[position], "column label")
         column = frame.iloc[:, position]

@@ -3,7 +3,7 @@ demand clusters folded by nearest centroid) as the final table and a per-categor
 the category managers' overrides honoured and audited."""
 
 from collections.abc import Iterator, Mapping
-from typing import Any, cast
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -17,7 +17,7 @@ from clustering.core.merging import (
     merge_categories,
 )
 from clustering.core.overrides import AUDIT_COLUMNS, REVIEW
-from clustering.core.placement import MODEL_TABLE_COLUMNS, category_model_table
+from clustering.core.placement import MODEL_TABLE_COLUMNS
 from clustering.core.plots import cluster_sizes_svg, markdown_image
 from clustering.core.quality import coverage_findings, failures
 from clustering.core.tables import (
@@ -193,10 +193,10 @@ def merge_clusters(
     stop = failures(findings)
     if stop:
         raise dg.Failure(description=f"data quality: {stop[0]}", allow_retries=False)
-    models: list[pd.DataFrame] = []
+    models: dict[str, pd.DataFrame | None] = {}
 
     def collect(category: str, merged: MergedCategory) -> None:
-        models.append(cast(pd.DataFrame, merged.extra))
+        models[category] = merged.model
 
     # Categories are merged in parallel processes; each worker also builds its category's
     # final model (the final clusters as the model made them, before overrides, as data to
@@ -207,15 +207,15 @@ def merge_clusters(
         labels_from_table(external_assignments).get(EXTERNAL_SET),
         external_matrix,
         params,
-        after=category_model_table,
+        with_models=True,
         each=collect,
         workers=settings.config.params.workers,
     )
     final_models = (
-        pd.concat(models, ignore_index=True).sort_values("CATEGORY", kind="stable")
+        pd.concat([models[c] for c in sorted(models)], ignore_index=True)
         if models
         else pd.DataFrame(columns=MODEL_TABLE_COLUMNS)
-    ).reset_index(drop=True)
+    )
     with user_errors():
         applied = honour_overrides(context, settings, final)
     final = applied.final
