@@ -277,6 +277,14 @@ def registered_job(token: str) -> dg.JobDefinition:
     return _REGISTERED_JOBS[token]
 
 
+def _uses_worker_processes(job: dg.JobDefinition) -> bool:
+    """Whether a step of ``job`` runs categories in worker processes (and there are two cores)."""
+    from clustering.dagster.assets.common import WORKER_PROCESSES_TAG
+
+    cores = os.cpu_count() or 1
+    return cores > 1 and any(WORKER_PROCESSES_TAG in op.tags for op in job.graph.node_defs)
+
+
 def _execute(
     job: dg.JobDefinition,
     instance: dg.DagsterInstance,
@@ -297,8 +305,12 @@ def _execute(
     """
     import dagster as dg
 
+    from clustering.core.engine import start_worker_server
     from clustering.infra.run_report import RunReport
 
+    if _uses_worker_processes(job):
+        # Its imports (~2.7 s) overlap the steps that come before the first one needing it.
+        start_worker_server()
     report = RunReport(width=_step_width(job))
     token = str(uuid.uuid4())
     run_tags = {**tags, RUN_TOKEN_TAG: token}

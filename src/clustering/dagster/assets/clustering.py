@@ -35,6 +35,7 @@ from clustering.core.tables import (
 )
 from clustering.dagster.assets.common import (
     OWNERS,
+    WORKER_OP_TAGS,
     ClusteringRunConfig,
     catalogue,
     category_progress,
@@ -216,6 +217,7 @@ def build_clustering_assets(
     @dg.multi_asset(
         name=f"{kind}_clustering",
         group_name=group,
+        op_tags=WORKER_OP_TAGS,
         ins={
             "source_table": dg.AssetIn(
                 source, metadata={LOAD_BY_KEY: "CATEGORY"} if by_category else None

@@ -25,6 +25,11 @@ from clustering.dagster.resources.io_manager import EXPORT_KEY
 #: Who answers for the assets (shown in the catalogue).
 OWNERS = ["team:category-analytics"]
 
+#: Op tag of the steps that run categories in worker processes (``core.engine``): a command that
+#: runs a job holding one starts the workers' fork server before the run.
+WORKER_PROCESSES_TAG = "clustering/worker-processes"
+WORKER_OP_TAGS = {WORKER_PROCESSES_TAG: "per category"}
+
 
 def table_schema(**columns: str) -> dg.TableSchema:
     """A column schema from ``NAME="type: description"`` pairs, for the catalogue."""

@@ -28,6 +28,7 @@ from clustering.core.tables import (
 )
 from clustering.dagster.assets.common import (
     OWNERS,
+    WORKER_OP_TAGS,
     MergingRunConfig,
     catalogue,
     coverage_check,
@@ -92,6 +93,7 @@ SUMMARY_SCHEMA = table_schema(
 @dg.multi_asset(
     name="merge_clusters",
     group_name=GROUP,
+    op_tags=WORKER_OP_TAGS,
     # The internal features and assignments are the largest tables the step reads: one
     # category at a time.
     ins={
