@@ -28,6 +28,29 @@ ODD_SCHEMA = 'CANDY/SNACKS & "Co"'
 ODD_TABLE = 'it\'s a / table & more "quoted"'
 
 
+def test_between_operations_the_file_is_free_for_another_process(store: DuckDBStore) -> None:
+    """The process keeps a DuckDB instance between operations, but holds no lock on the file:
+    another program opening it read-write (no lock file of ours) gets in at once."""
+    store.write_table("mine", "t", pd.DataFrame({"A": [1, 2]}))
+    assert store.read_table("mine", "t")["A"].tolist() == [1, 2]
+    script = textwrap.dedent(
+        """
+        import sys, duckdb
+        con = duckdb.connect(sys.argv[1])
+        con.execute("CREATE SCHEMA other")
+        con.execute("CREATE TABLE other.t AS SELECT 42 AS B")
+        con.close()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(store.path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert store.read_table("other", "t")["B"].tolist() == [42]
+    store.write_table("mine", "t", pd.DataFrame({"A": [3]}))
+    assert [(s, t) for s, t, _ in store.list_tables()] == [("mine", "t"), ("other", "t")]
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> DuckDBStore:
     return DuckDBStore(tmp_path / "outputs" / "clustering_test.duckdb", lock_timeout_s=30)
