@@ -6,7 +6,13 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from clustering.core.clustering import choose_k, selection_scores
+from clustering.core.clustering import (
+    choose_k,
+    neighbour_reach,
+    selection_scores,
+    sparse_store_mask,
+    squared_distances,
+)
 from clustering.core.features import engineer_features
 from clustering.core.merging import merge_category
 from clustering.core.params import ClusteringParams, PipelineParams
@@ -200,3 +206,23 @@ def test_sparse_stores_do_not_get_a_cluster_of_their_own() -> None:
     typed = result.labels.iloc[:400].to_numpy()
     assert adjusted_rand_score(truth, typed) > 0.95
     assert set(result.trimmed) & set(scattered.index)
+
+
+def test_neighbour_reach_is_the_distance_to_the_kth_nearest_other_store() -> None:
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(400, 6))
+    values[10] = values[11] = values[12]  # three identical stores
+    brute = np.sqrt(np.sort(squared_distances(values), axis=1))
+    for neighbours in (1, 2, 10):
+        np.testing.assert_allclose(neighbour_reach(values, neighbours), brute[:, neighbours])
+    assert neighbour_reach(values, 2)[10] == 0.0
+
+
+def test_sparse_store_mask_marks_the_isolated_stores() -> None:
+    rng = np.random.default_rng(4)
+    dense = rng.normal(scale=0.1, size=(300, 3))
+    far = np.array([[5.0, 5.0, 5.0], [-5.0, 4.0, 0.0], [0.0, -6.0, 3.0]])
+    mask = sparse_store_mask(np.vstack([dense, far]), share=0.009)
+    assert mask[-3:].all()
+    assert mask.sum() == 3
+    assert not sparse_store_mask(dense, share=0.0).any()

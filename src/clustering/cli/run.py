@@ -263,8 +263,10 @@ def _open_instance(home: Path) -> dg.DagsterInstance:
 #: Jobs handed to :func:`dagster.execute_job` by this process, by token (see registered_job).
 _REGISTERED_JOBS: dict[str, dg.JobDefinition] = {}
 
-#: How often the progress printer looks for new events of the run (seconds).
-PROGRESS_POLL_S = 0.2
+#: How often the progress printer looks for new events of the run (seconds). Each look is a
+#: query of the instance (~10 ms of this process's time, taken from the run): every 0.2 s cost
+#: 2.3 s in a 40 s run.
+PROGRESS_POLL_S = 0.5
 
 
 def registered_job(token: str) -> dg.JobDefinition:

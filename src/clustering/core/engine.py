@@ -67,6 +67,7 @@ WORKER_MODULES = (
     "sklearn.decomposition",
     "sklearn.metrics",
     "sklearn.preprocessing",
+    "scipy.spatial",
     "threadpoolctl",
 )
 
