@@ -545,11 +545,13 @@ def _category(
     final_sizes = final["REBALANCED_CLUSTER"].value_counts()
     largest = int(internal_sizes.max()) if len(internal_sizes) else 0
     size_rows = []
+    # Only the two columns: filtering the whole frame per cluster was half the report's time.
+    internal, rebalanced = final["INTERNAL_CLUSTER"], final["REBALANCED_CLUSTER"]
     for cluster in sorted(internal_sizes.index):
         size_rows.append(
             [f"<b>I{int(cluster)}</b>", _bar(int(internal_sizes[cluster]), largest), "", ""]
         )
-        members = final[final["INTERNAL_CLUSTER"] == cluster]["REBALANCED_CLUSTER"].value_counts()
+        members = rebalanced[internal == cluster].value_counts()
         for label in sorted(members.index):
             size_rows.append(
                 [
