@@ -28,27 +28,45 @@ ODD_SCHEMA = 'CANDY/SNACKS & "Co"'
 ODD_TABLE = 'it\'s a / table & more "quoted"'
 
 
-def test_between_operations_the_file_is_free_for_another_process(store: DuckDBStore) -> None:
-    """The process keeps a DuckDB instance between operations, but holds no lock on the file:
-    another program opening it read-write (no lock file of ours) gets in at once."""
-    store.write_table("mine", "t", pd.DataFrame({"A": [1, 2]}))
-    assert store.read_table("mine", "t")["A"].tolist() == [1, 2]
+def _another_process_writes(path: Path, schema: str) -> None:
+    """Open ``path`` read-write from another program (which takes no lock file of ours)."""
     script = textwrap.dedent(
         """
         import sys, duckdb
         con = duckdb.connect(sys.argv[1])
-        con.execute("CREATE SCHEMA other")
-        con.execute("CREATE TABLE other.t AS SELECT 42 AS B")
+        con.execute(f"CREATE SCHEMA {sys.argv[2]}")
+        con.execute(f"CREATE TABLE {sys.argv[2]}.t AS SELECT 42 AS B")
         con.close()
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, str(store.path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script, str(path), schema],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_between_operations_the_file_is_free_for_another_process(store: DuckDBStore) -> None:
+    """The process keeps a DuckDB instance between operations, but holds no lock on the file."""
+    store.write_table("mine", "t", pd.DataFrame({"A": [1, 2]}))
+    assert store.read_table("mine", "t")["A"].tolist() == [1, 2]
+    _another_process_writes(store.path, "other")
     assert store.read_table("other", "t")["B"].tolist() == [42]
     store.write_table("mine", "t", pd.DataFrame({"A": [3]}))
     assert [(s, t) for s, t, _ in store.list_tables()] == [("mine", "t"), ("other", "t")]
+
+
+def test_an_operation_that_fails_leaves_the_file_free(store: DuckDBStore) -> None:
+    store.write_table("mine", "t", pd.DataFrame({"A": [1]}))
+    with pytest.raises(duckdb.Error):
+        store.query("SELECT no_such_column FROM mine.t")
+    with pytest.raises(duckdb.Error):
+        store.query("SELECT 1 FROM no_such_schema.t")
+    _another_process_writes(store.path, "other")
+    assert store.read_table("other", "t")["B"].tolist() == [42]
+    assert store.read_table("mine", "t")["A"].tolist() == [1]
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from clustering.core.errors import ClusteringError, ConfigError
 from clustering.dagster.jobs import JOB_ALIASES
+from clustering.infra.config import load_config
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -203,11 +204,12 @@ def run_in_memory(
     try:
         job = create_definitions(env, overrides=overrides).resolve_job_def("full_pipeline_job")
         tags = parse_tags({"clustering/trigger": "cluster"}, env)
+        workers = _configured_workers(env, overrides)
     except ConfigError as exc:
         err(f"error: {exc}")
         return EXIT_USAGE
     with dg.DagsterInstance.ephemeral() as instance:
-        return _execute(job, instance, None, tags, out=out, err=err)
+        return _execute(job, instance, None, tags, out=out, err=err, workers=workers)
 
 
 def run_job(
@@ -236,6 +238,7 @@ def run_job(
         defs = _load_definitions(env, definitions_factory)
         name = resolve_job_name(job_name, job_names(defs))
         job = defs.resolve_job_def(name)
+        workers = _configured_workers(env)
         home = ensure_dagster_home(env=env)
         instance = _open_instance(home)
     except ConfigError as exc:
@@ -248,7 +251,16 @@ def run_job(
         out(f"{job_name} is another name for {name}.")
     with instance:
         try:
-            return _execute(job, instance, home, run_tags, out=out, err=err, run_config=run_config)
+            return _execute(
+                job,
+                instance,
+                home,
+                run_tags,
+                out=out,
+                err=err,
+                run_config=run_config,
+                workers=workers,
+            )
         except ConfigError as exc:
             err(f"error: {exc}")
             return EXIT_USAGE
@@ -279,12 +291,24 @@ def registered_job(token: str) -> dg.JobDefinition:
     return _REGISTERED_JOBS[token]
 
 
-def _uses_worker_processes(job: dg.JobDefinition) -> bool:
-    """Whether a step of ``job`` runs categories in worker processes (and there are two cores)."""
+def _configured_workers(env: str, overrides: Mapping[str, object] | None = None) -> int | None:
+    """``params.workers`` of ``env``'s configuration; None (one per core) when it does not load
+    here (the definitions may come from elsewhere and need none of it)."""
+    try:
+        return load_config(env, overrides).params.workers
+    except ConfigError:
+        return None
+
+
+def _uses_worker_processes(job: dg.JobDefinition, workers: int | None) -> bool:
+    """Whether a step of ``job`` will run categories in worker processes: it has such a step
+    and ``workers`` (the configured number, else the cores) is more than one."""
+    from clustering.core.engine import resolve_workers
     from clustering.dagster.assets.common import WORKER_PROCESSES_TAG
 
-    cores = os.cpu_count() or 1
-    return cores > 1 and any(WORKER_PROCESSES_TAG in op.tags for op in job.graph.node_defs)
+    return resolve_workers(workers, 2) > 0 and any(
+        WORKER_PROCESSES_TAG in op.tags for op in job.graph.node_defs
+    )
 
 
 def _execute(
@@ -296,9 +320,10 @@ def _execute(
     out: Printer,
     err: Printer,
     run_config: Mapping[str, Any] | None = None,
+    workers: int | None = None,
 ) -> int:
     """Execute ``job`` in this process while printing its progress; print the summary; return
-    the code.
+    the code. ``workers``: the configured number of worker processes (None: one per core).
 
     The run goes through ``dagster.execute_job`` on the in-process executor: unlike
     ``execute_in_process`` it keeps no step's output value once the IO manager has stored it,
@@ -310,7 +335,7 @@ def _execute(
     from clustering.core.engine import start_worker_server
     from clustering.infra.run_report import RunReport
 
-    if _uses_worker_processes(job):
+    if _uses_worker_processes(job, workers):
         # Its imports (~2.7 s) overlap the steps that come before the first one needing it.
         start_worker_server()
     report = RunReport(width=_step_width(job))

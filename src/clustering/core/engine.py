@@ -6,8 +6,10 @@ pandas/scikit-learn. Categories are independent and run in separate processes, o
 
 Worker processes are forked from a fork server that has already imported what they need
 (``WORKER_MODULES``, ~2.7 s of imports): a worker starts in ~30 ms instead of importing
-scikit-learn, SciPy and pandas itself, and the calling process never imports scikit-learn.
-``start_worker_server`` starts that server early, so its imports overlap other work.
+scikit-learn, SciPy and pandas itself, and unless ``workers`` is 1 the calling process never
+imports scikit-learn. ``start_worker_server`` starts that server early, so its imports overlap
+other work. A module of the list that cannot be imported is skipped by the server (Python's
+rule for preloads): workers then import it themselves, only slower.
 """
 
 from __future__ import annotations
@@ -63,11 +65,13 @@ def cluster_feature_table(
 WORKER_MODULES = (
     "clustering.core.engine",
     "clustering.core.merging",
+    "clustering.core.placement",
+    "scipy.spatial",
     "sklearn.cluster",
     "sklearn.decomposition",
     "sklearn.metrics",
+    "sklearn.mixture",
     "sklearn.preprocessing",
-    "scipy.spatial",
     "threadpoolctl",
 )
 

@@ -4,7 +4,8 @@ A DuckDB file accepts one writing process at a time, and a read-write connection
 also blocks read-only opens from other processes. dagster-duckdb copes by retrying, which gives
 up after about 100 s when steps overlap. :class:`DuckDBStore` instead serialises every open of
 the file (reads included) with an exclusive file lock on ``<file>.lock`` (``filelock``) and
-keeps each connection open only for one short operation, so concurrent writers simply queue.
+uses the file only for one short operation at a time, so concurrent writers simply queue (the
+process keeps a DuckDB instance per file and attaches the file to it for each operation).
 
 Writes are atomic: the frame is loaded into a staging table, then one transaction drops the old
 table and renames the staging table into its place. A failure at any point leaves the previous
@@ -35,6 +36,7 @@ import time
 import uuid
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +56,7 @@ STAGING_PREFIX = "__staging__"
 #: Marks table comments written by this module (tables from elsewhere are read as they are).
 _LAYOUT_FORMAT = "clustering.frame/1"
 
-#: What DuckDB may hold in memory per connection to the warehouse; a larger table being written
+#: What DuckDB may hold in memory in an operation on the warehouse; a larger table being written
 #: or read spills to ``<file>.tmp`` instead of growing the process (DuckDB's own default is 80 %
 #: of the RAM).
 MEMORY_LIMIT = "512MB"
@@ -69,52 +71,85 @@ _POLL_MAX_S = 0.5
 
 #: Attached warehouse files are named with this prefix inside the process's DuckDB instance.
 _ALIAS_PREFIX = "__warehouse_"
-#: DuckDB instances kept open in this process, one per warehouse file (most recently used last).
-_INSTANCES: dict[tuple[int, Path], duckdb.DuckDBPyConnection] = {}
+#: Idle DuckDB instances kept beyond this number are closed (least recently used first).
 _INSTANCES_KEPT = 4
-_INSTANCES_LOCK = threading.Lock()
 
 
-def _instance_for(path: Path) -> duckdb.DuckDBPyConnection:
-    """This process's in-memory DuckDB instance for the warehouse file ``path``.
+@dataclass
+class _Kept:
+    instance: duckdb.DuckDBPyConnection
+    users: int = 0
+
+
+#: DuckDB instances of this process, one per warehouse file (most recently used last).
+_KEPT: dict[Path, _Kept] = {}
+_KEPT_LOCK = threading.Lock()
+#: Instances inherited by a forked child: never used nor closed there (their threads are not).
+_INHERITED: list[_Kept] = []
+
+
+def _forget_after_fork() -> None:
+    global _KEPT_LOCK
+    _INHERITED.extend(_KEPT.values())
+    _KEPT.clear()
+    _KEPT_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _cursor_for(path: Path) -> duckdb.DuckDBPyConnection:
+    """A new connection to this process's in-memory DuckDB instance for the file ``path``.
 
     Starting a DuckDB instance costs 30-40 ms (a run opens the warehouse ~70 times); attaching
-    a file to a running one ~7 ms. The instance holds no file: each operation attaches the file
-    and detaches it when done, so the file is locked only while this process uses it, as with a
-    connection of its own. Spills go to ``<file>.tmp``, as they did with one.
+    a file to a running one ~7 ms. The instance holds no file between operations: each one
+    attaches the file and :func:`_release` detaches it, so the file is locked only while this
+    process uses it. Spills go to ``<file>.tmp``, which stays until the instance closes.
     """
-    key = (os.getpid(), path.resolve())
-    with _INSTANCES_LOCK:
-        instance = _INSTANCES.pop(key, None)
-        if instance is None:
-            instance = duckdb.connect(
-                ":memory:",
-                config={
-                    "memory_limit": MEMORY_LIMIT,
-                    "temp_directory": str(path.with_name(path.name + ".tmp")),
-                },
+    key = path.resolve()
+    with _KEPT_LOCK:
+        kept = _KEPT.pop(key, None)
+        if kept is None:
+            kept = _Kept(
+                duckdb.connect(
+                    ":memory:",
+                    config={"memory_limit": MEMORY_LIMIT, "temp_directory": f"{key}.tmp"},
+                )
             )
-        _INSTANCES[key] = instance
-        while len(_INSTANCES) > _INSTANCES_KEPT:
-            oldest = next(iter(_INSTANCES))
-            _INSTANCES.pop(oldest).close()
-        return instance
+        _KEPT[key] = kept
+        kept.users += 1
+        cursor = kept.instance.cursor()
+        idle = [other for other, entry in _KEPT.items() if entry.users == 0]
+        for other in idle[: max(0, len(_KEPT) - _INSTANCES_KEPT)]:
+            _KEPT.pop(other).instance.close()
+    return cursor
 
 
-def _detach(con: duckdb.DuckDBPyConnection) -> None:
-    """Detach every warehouse file ``con`` attached (releasing its lock) and close ``con``."""
-    try:
-        con.execute("USE memory")
-        attached = con.execute(
-            "SELECT database_name FROM duckdb_databases() WHERE starts_with(database_name, ?)",
-            [_ALIAS_PREFIX],
-        ).fetchall()
-    except duckdb.Error:
-        attached = []
-    for (alias,) in attached:
-        with suppress(duckdb.Error):
-            con.execute(f"DETACH DATABASE IF EXISTS {quote_identifier(alias)}")
-    con.close()
+def _release(path: Path, cursor: duckdb.DuckDBPyConnection, alias: str | None) -> None:
+    """Close ``cursor`` and detach the file it attached as ``alias``, which releases DuckDB's
+    lock on it. Should the detach fail, the whole instance is closed: that releases it too."""
+    with suppress(duckdb.Error):
+        cursor.close()  # ends any transaction or result still open
+    key = path.resolve()
+    with _KEPT_LOCK:
+        kept = _KEPT.get(key)
+        if kept is None:
+            return
+        kept.users -= 1
+        if alias is None:
+            return
+        try:
+            detacher = kept.instance.cursor()
+            try:
+                detacher.execute(f"DETACH DATABASE IF EXISTS {quote_identifier(alias)}")
+            finally:
+                detacher.close()
+        except duckdb.Error:
+            if kept.users == 0:
+                del _KEPT[key]
+                kept.instance.close()
+            else:
+                raise
 
 
 class StoreLockTimeoutError(ClusteringError):
@@ -389,8 +424,9 @@ def _restore(read: pd.DataFrame, layout: dict[str, Any]) -> pd.DataFrame:
 class DuckDBStore:
     """Atomic, process-safe reads and writes of DataFrames as tables in one DuckDB file.
 
-    Every operation opens a short-lived connection while holding an exclusive lock on
-    ``<path>.lock``; callers in other threads or processes wait up to ``lock_timeout_s``.
+    Every operation attaches the file to a DuckDB instance this process keeps for it, and
+    detaches it when done, while holding an exclusive lock on ``<path>.lock``; callers in other
+    threads or processes wait up to ``lock_timeout_s``. Between operations the file is free.
     """
 
     def __init__(self, path: Path, lock_timeout_s: float = 600) -> None:
@@ -599,14 +635,15 @@ class DuckDBStore:
 
     @contextmanager
     def _connect(self, *, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection opened and closed while this process holds the file's lock."""
+        """A connection using the file, attached and detached while this process holds the
+        file's lock."""
         deadline = time.monotonic() + self.lock_timeout_s
         with self._locked(deadline):
-            con = self._open(read_only, deadline)
+            con, alias = self._open(read_only, deadline)
             try:
                 yield con
             finally:
-                _detach(con)
+                _release(self.path, con, alias)
 
     @contextmanager
     def _locked(self, deadline: float) -> Iterator[None]:
@@ -623,12 +660,13 @@ class DuckDBStore:
         finally:
             lock.release()
 
-    def _open(self, read_only: bool, deadline: float) -> duckdb.DuckDBPyConnection:
+    def _open(self, read_only: bool, deadline: float) -> tuple[duckdb.DuckDBPyConnection, str]:
         """Attach the file to this process's DuckDB instance for it, waiting out DuckDB's own
-        lock held by a process that skips ours; the returned connection uses it by default."""
+        lock held by a process that skips ours: a connection using it by default, and the name
+        it is attached under."""
         delay = _POLL_START_S
         while True:
-            con = _instance_for(self.path).cursor()
+            con = _cursor_for(self.path)
             alias = f"{_ALIAS_PREFIX}{uuid.uuid4().hex}"
             try:
                 con.execute(f"SET memory_limit = {sql_string(MEMORY_LIMIT)}")
@@ -637,9 +675,9 @@ class DuckDBStore:
                     + (" (READ_ONLY)" if read_only else "")
                 )
                 con.execute(f"USE {quote_identifier(alias)}")
-                return con
+                return con, alias
             except duckdb.IOException as exc:
-                _detach(con)
+                _release(self.path, con, alias)
                 if "lock" not in str(exc).lower():
                     raise
                 if time.monotonic() >= deadline:
@@ -647,7 +685,7 @@ class DuckDBStore:
                 time.sleep(delay)
                 delay = min(delay * 2, _POLL_MAX_S)
             except BaseException:
-                _detach(con)
+                _release(self.path, con, alias)
                 raise
 
     def _timeout_error(self, reason: str) -> StoreLockTimeoutError:
