@@ -23,7 +23,7 @@ from clustering.core.tables import (
 )
 from clustering.io.duckdb_store import COMPACT_TEXT, DuckDBStore, TableByKey, arrow_to_pandas
 from clustering.io.history import HistoryStore, RunRecord
-from clustering.io.spill import ArrowSpill
+from clustering.io.spill import SPILL_NAME, ArrowSpill
 
 
 def _long(categories: int, stores: int) -> pd.DataFrame:
@@ -82,7 +82,7 @@ def test_spilled_rows_stream_back_in_order_and_the_file_goes(tmp_path: Path) -> 
 
 
 def test_a_spill_left_by_a_killed_process_is_removed_by_the_next(tmp_path: Path) -> None:
-    orphan = tmp_path / ".spill.parquet.999999999.abc.tmp"
+    orphan = tmp_path / f".{SPILL_NAME}.999999999.abc.tmp"
     orphan.write_bytes(b"left behind")
     with ArrowSpill(FEATURE_SCHEMA, tmp_path):
         assert not orphan.exists()
@@ -111,9 +111,12 @@ def test_tables_built_category_by_category_equal_the_tables_built_at_once() -> N
     assert tables.names() == ["A", "B", "C"]
     pd.testing.assert_frame_equal(tables.table("models"), model_table(items))
     pd.testing.assert_frame_equal(tables.table("assignments"), assignment_table(items))
+    assert all(piece.schema == FEATURE_SCHEMA for piece in spilled)
     features = pa.concat_tables(spilled).to_pandas()
     whole = feature_table(items)
-    assert len(features) == len(whole)
+    # Spilled in the order categories finished; the same rows, in the same order within each.
+    features = features.sort_values("CATEGORY", kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(features, whole)
     assert tables.outlier_rows == int(whole["OUTLIER"].sum())
     assert CategoryTables({"models": model_table}, spilled.append).table("models").empty
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Mapping
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from clustering.core.clustering import K_CURVE_COLUMNS
 from clustering.core.engine import ClusteredSet
@@ -106,6 +107,27 @@ FEATURE_SCHEMA = pa.schema(
 )
 
 
+def feature_rows(name: str, item: ClusteredSet) -> pa.Table:
+    """Category ``name``'s rows of :func:`feature_table`, as Arrow (:data:`FEATURE_SCHEMA`)
+    built from the matrix directly: a tenth of the time of the pandas table and its
+    conversion, which the step's own process spent for every category as it finished."""
+    matrix = item.features.matrix
+    values = matrix.to_numpy(dtype=float)
+    rows, columns = values.shape
+    flagged = item.features.outliers.reindex(matrix.index).to_numpy(dtype=bool)
+    names = pa.array([str(c) for c in matrix.columns], pa.string())
+    return pa.table(
+        {
+            "CATEGORY": pc.take(pa.array([name], pa.string()), np.zeros(rows * columns, np.int32)),
+            "STORE_NBR": np.repeat(matrix.index.to_numpy(dtype=np.int64), columns),
+            "FEATURE": pc.take(names, np.tile(np.arange(columns, dtype=np.int32), rows)),
+            "VALUE": values.reshape(-1),
+            "OUTLIER": np.repeat(flagged, columns),
+        },
+        schema=FEATURE_SCHEMA,
+    )
+
+
 #: Text kept in Arrow buffers, no Python object per value: the dtype of text columns of tables
 #: with a row per store × category (5 million rows at 50,000 stores × 100 categories took
 #: over a gigabyte as Python strings). The warehouse keeps it across a round trip.
@@ -146,10 +168,10 @@ class CategoryTables:
 
     def add(self, name: str, item: ClusteredSet) -> None:
         """Take category ``name``'s rows of every table from ``item``."""
+        features = feature_rows(name, item)
+        self.outlier_rows += int(features["OUTLIER"].to_numpy(zero_copy_only=False).sum())
+        self._spill(features)
         one = {name: item}
-        features = feature_table(one)
-        self.outlier_rows += int(features["OUTLIER"].sum())
-        self._spill(pa.Table.from_pandas(features, schema=FEATURE_SCHEMA, preserve_index=False))
         self._parts[name] = {part: build(one) for part, build in self._builders.items()}
 
     def names(self) -> list[str]:
