@@ -212,7 +212,10 @@ class PipelineParams(_Params):
     merging: MergingParams = MergingParams()
     quality: QualityParams = QualityParams()
     workers: int | None = Field(
-        None, ge=1, description="Processes for per-category work; default: number of cores."
+        None,
+        ge=1,
+        description="Processes for per-category work; default: number of cores; 1: none (every "
+        "category in the run's own process).",
     )
 
 
