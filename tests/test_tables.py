@@ -107,3 +107,17 @@ def test_wide_matrix_of_one_category_equals_the_pivot_of_the_long_table() -> Non
         long["STORE_NBR"].to_numpy(), long["FEATURE"].to_numpy(), long["VALUE"].to_numpy()
     )
     pd.testing.assert_frame_equal(found, expected)
+
+
+def test_stores_by_category_gives_each_categorys_stores_sorted_once() -> None:
+    rng = np.random.default_rng(5)
+    stores = rng.integers(0, 300, size=2_000)
+    table = pd.DataFrame({"CATEGORY": rng.choice(["A", "B", "C"], size=2_000), "STORE_NBR": stores})
+    found = stores_by_category(table)
+    assert list(found) == ["A", "B", "C"]
+    for name, group in table.groupby("CATEGORY")["STORE_NBR"]:
+        np.testing.assert_array_equal(found[str(name)], np.unique(group.to_numpy()))
+    single = stores_by_category(pd.DataFrame({"CATEGORY": ["A"], "STORE_NBR": [7]}))
+    np.testing.assert_array_equal(single["A"], [7])
+    external = stores_by_category(pd.DataFrame({"STORE_NBR": [3, 1, 3]}))
+    np.testing.assert_array_equal(next(iter(external.values())), [1, 3])
