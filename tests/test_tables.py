@@ -2,14 +2,16 @@
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from clustering.core.engine import cluster_feature_table
 from clustering.core.params import ClusteringParams, FeatureParams
 from clustering.core.tables import (
+    FEATURE_SCHEMA,
     assignment_table,
     centroid_table,
     chosen_models,
-    feature_table,
+    feature_rows,
     frames_from_table,
     labels_from_table,
     missing_or_extra_stores,
@@ -41,9 +43,11 @@ def _clustered() -> dict[str, object]:
     }
 
 
-def test_feature_table_comes_back_as_the_matrices_with_outliers_flagged() -> None:
+def test_feature_rows_come_back_as_the_matrices_with_outliers_flagged() -> None:
     clustered = _clustered()
-    table = feature_table(clustered)  # type: ignore[arg-type]
+    pieces = [feature_rows(name, item) for name, item in sorted(clustered.items())]  # type: ignore[arg-type]
+    assert all(piece.schema == FEATURE_SCHEMA for piece in pieces)
+    table = pa.concat_tables(pieces).to_pandas()
     flagged = table[table["OUTLIER"]]
     assert set(flagged["CATEGORY"]) == {"CANDY/SNACKS"}
     back = frames_from_table(table)
@@ -51,6 +55,9 @@ def test_feature_table_comes_back_as_the_matrices_with_outliers_flagged() -> Non
         expected = item.features.matrix.sort_index()  # type: ignore[attr-defined]
         assert list(back[name].columns) == list(expected.columns)
         np.testing.assert_allclose(back[name].to_numpy(), expected.to_numpy())
+        outliers = item.features.outliers  # type: ignore[attr-defined]
+        stores = set(flagged.loc[flagged["CATEGORY"] == name, "STORE_NBR"])
+        assert stores == set(outliers.index[outliers.to_numpy(dtype=bool)])
 
 
 def test_models_assignments_centroids_and_profiles_are_keyed_tables() -> None:

@@ -306,7 +306,8 @@ def _uses_worker_processes(job: dg.JobDefinition, workers: int | None) -> bool:
     from clustering.core.engine import resolve_workers
     from clustering.dagster.assets.common import WORKER_PROCESSES_TAG
 
-    return resolve_workers(workers, 2) > 0 and any(
+    # Even a job's single category runs in a worker unless ``workers`` leaves none.
+    return resolve_workers(workers, 1) > 0 and any(
         WORKER_PROCESSES_TAG in op.tags for op in job.graph.node_defs
     )
 

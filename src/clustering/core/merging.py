@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from clustering.core.params import MergingParams
+from clustering.core.placement import final_model_table
 from clustering.core.tables import compact_text, concat_taking
 
 FINAL_COLUMNS = [
@@ -380,8 +381,6 @@ def merge_one(
 ) -> MergedCategory:
     """:func:`merge_category` of ``inputs`` (internal labels, internal matrix) and, with
     ``with_model``, the category's final model, built while its matrix is at hand."""
-    from clustering.core.placement import final_model_table
-
     labels, matrix = inputs
     frame, summary = merge_category(
         category, labels, external_labels, matrix, external_matrix, params

@@ -18,7 +18,6 @@ import pyarrow.compute as pc
 from clustering.core.clustering import K_CURVE_COLUMNS
 from clustering.core.engine import ClusteredSet
 
-FEATURE_COLUMNS = ["CATEGORY", "STORE_NBR", "FEATURE", "VALUE", "OUTLIER"]
 ASSIGNMENT_COLUMNS = ["CATEGORY", "STORE_NBR", "CLUSTER"]
 MODEL_COLUMNS = ["CATEGORY", *K_CURVE_COLUMNS, "FALLBACK"]
 CENTROID_COLUMNS = ["CATEGORY", "CLUSTER", "FEATURE", "VALUE"]
@@ -83,19 +82,6 @@ def concat_taking(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(data, copy=False)
 
 
-def feature_table(clustered: Mapping[str, ClusteredSet]) -> pd.DataFrame:
-    """The clustering input per category, with each store's outlier flag."""
-    parts = []
-    for name, item in sorted(clustered.items()):
-        part = _long(item.features.matrix, "STORE_NBR", name)
-        flagged = item.features.outliers.reindex(item.features.matrix.index).to_numpy(dtype=bool)
-        part["OUTLIER"] = np.repeat(flagged, item.features.matrix.shape[1])
-        parts.append(part)
-    table = _stack(parts, FEATURE_COLUMNS)
-    table["STORE_NBR"] = table["STORE_NBR"].astype(np.int64)
-    return table
-
-
 FEATURE_SCHEMA = pa.schema(
     [
         ("CATEGORY", pa.string()),
@@ -108,8 +94,9 @@ FEATURE_SCHEMA = pa.schema(
 
 
 def feature_rows(name: str, item: ClusteredSet) -> pa.Table:
-    """Category ``name``'s rows of :func:`feature_table`, as Arrow (:data:`FEATURE_SCHEMA`)
-    built from the matrix directly: a tenth of the time of the pandas table and its
+    """Category ``name``'s rows of the features table (:data:`FEATURE_SCHEMA`): its clustering
+    input, a row per store and feature in the matrix's order, with each store's outlier flag.
+    Built as Arrow from the matrix directly: a tenth of the time of a pandas long table and its
     conversion, which the step's own process spent for every category as it finished."""
     matrix = item.features.matrix
     values = matrix.to_numpy(dtype=float)

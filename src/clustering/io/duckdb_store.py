@@ -125,7 +125,7 @@ def _cursor_for(path: Path) -> duckdb.DuckDBPyConnection:
     return cursor
 
 
-def _release(path: Path, cursor: duckdb.DuckDBPyConnection, alias: str | None) -> None:
+def _release(path: Path, cursor: duckdb.DuckDBPyConnection, alias: str) -> None:
     """Close ``cursor`` and detach the file it attached as ``alias``, which releases DuckDB's
     lock on it. Should the detach fail, the whole instance is closed: that releases it too."""
     with suppress(duckdb.Error):
@@ -136,8 +136,6 @@ def _release(path: Path, cursor: duckdb.DuckDBPyConnection, alias: str | None) -
         if kept is None:
             return
         kept.users -= 1
-        if alias is None:
-            return
         try:
             detacher = kept.instance.cursor()
             try:
