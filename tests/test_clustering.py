@@ -7,6 +7,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from clustering.core.clustering import (
+    adjusted_rand,
     choose_k,
     neighbour_reach,
     selection_scores,
@@ -206,6 +207,21 @@ def test_sparse_stores_do_not_get_a_cluster_of_their_own() -> None:
     typed = result.labels.iloc[:400].to_numpy()
     assert adjusted_rand_score(truth, typed) > 0.95
     assert set(result.trimmed) & set(scattered.index)
+
+
+def test_adjusted_rand_is_scikit_learns_score() -> None:
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(11)
+    for trial in range(300):
+        n = int(rng.integers(2, 400))
+        first = rng.integers(0, int(rng.integers(1, 7)), n)
+        second = first.copy() if trial % 4 == 0 else rng.integers(0, int(rng.integers(1, 7)), n)
+        if trial % 4 == 1:  # the same clusters under other names
+            second = (first + 3) % 7
+        assert adjusted_rand(first, second) == pytest.approx(
+            adjusted_rand_score(first, second), abs=1e-12
+        )
 
 
 def test_neighbour_reach_is_the_distance_to_the_kth_nearest_other_store() -> None:

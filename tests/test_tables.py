@@ -110,9 +110,9 @@ def test_wide_matrix_of_one_category_equals_the_pivot_of_the_long_table() -> Non
     ).iloc[:-1]  # one store lacks a feature: NaN, as the pivot gives
     long = long.iloc[rng.permutation(len(long))].reset_index(drop=True)
     expected = frames_from_table(long)["SNACKS"]
-    found = wide_matrix(
-        long["STORE_NBR"].to_numpy(), long["FEATURE"].to_numpy(), long["VALUE"].to_numpy()
-    )
+    rows = pa.Table.from_pandas(long[["STORE_NBR", "FEATURE", "VALUE"]], preserve_index=False)
+    # Arrow batches as the warehouse hands them: the feature codes must span the chunks.
+    found = wide_matrix(pa.Table.from_batches(rows.to_batches(max_chunksize=50)))
     pd.testing.assert_frame_equal(found, expected)
 
 

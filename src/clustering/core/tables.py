@@ -246,14 +246,19 @@ def frames_from_table(table: pd.DataFrame, value: str = "VALUE") -> dict[str, pd
     return frames
 
 
-def wide_matrix(stores: np.ndarray, features: np.ndarray, values: np.ndarray) -> pd.DataFrame:
-    """One category's long rows (store, feature, value) as the frame :func:`frames_from_table`
-    gives: index STORE_NBR sorted, features in order of first appearance, float values. A
-    numpy scatter: pandas' pivot took 0.3 s per category of 10,000 stores."""
+def wide_matrix(rows: pa.Table) -> pd.DataFrame:
+    """One category's long rows (STORE_NBR, FEATURE, VALUE) as the frame
+    :func:`frames_from_table` gives: index STORE_NBR sorted, features in order of first
+    appearance, float values. A numpy scatter over Arrow's dictionary codes of the feature
+    names: pandas' pivot took 0.3 s per category of 10,000 stores, and turning the names into
+    Python strings to factorize them half of what remained."""
+    stores = rows.column("STORE_NBR").to_numpy()
     store_ids, store_index = np.unique(stores.astype(np.int64), return_inverse=True)
-    codes, names = pd.factorize(pd.Series(features, dtype=object))
+    encoded = pc.dictionary_encode(rows.column("FEATURE").combine_chunks())
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    names = encoded.dictionary.to_pylist()
     matrix = np.full((len(store_ids), len(names)), np.nan)
-    matrix[store_index, codes] = values.astype(float)
+    matrix[store_index, codes] = rows.column("VALUE").to_numpy().astype(float)
     return pd.DataFrame(
         matrix,
         index=pd.Index(store_ids, dtype=np.int64, name="STORE_NBR"),

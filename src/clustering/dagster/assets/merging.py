@@ -311,12 +311,7 @@ class _Matrices(Mapping[str, pd.DataFrame]):
         self._table = table
 
     def __getitem__(self, category: str) -> pd.DataFrame:
-        part = self._table.arrow(category, ["STORE_NBR", "FEATURE", "VALUE"])
-        return wide_matrix(
-            part["STORE_NBR"].to_numpy(),
-            part["FEATURE"].to_numpy(zero_copy_only=False),
-            part["VALUE"].to_numpy(),
-        )
+        return wide_matrix(self._table.arrow(category, ["STORE_NBR", "FEATURE", "VALUE"]))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._table)
