@@ -58,6 +58,26 @@ def test_a_table_read_by_key_gives_each_category_whole_whatever_the_batch(
         by_key["CAT 99"]
 
 
+@pytest.mark.parametrize("order", ["alternating", "runs"])
+def test_a_batch_of_keys_is_split_whatever_the_row_order(tmp_path: Path, order: str) -> None:
+    # Alternating keys (a run per row: rows are taken) and long runs of each key in turn
+    # (slices joined): each key gets exactly its rows, in their stored order.
+    n = 3_000
+    position = np.arange(n)
+    names = np.where(position % 2 == 0, "EVEN", "ODD")
+    if order == "runs":
+        names = np.where((position // 250) % 2 == 0, "EVEN", "ODD")
+    table = pd.DataFrame({"CATEGORY": names, "STORE_NBR": position, "VALUE": position * 0.5})
+    store = DuckDBStore(tmp_path / "w.duckdb")
+    store.write_table("s", "mixed", table)
+    by_key = TableByKey(store, "s", "mixed", "CATEGORY", batch_rows=10_000)
+    for name in ("EVEN", "ODD"):
+        got = by_key.arrow(name, ["STORE_NBR", "VALUE"])
+        expected = table[table["CATEGORY"] == name]
+        assert got.column("STORE_NBR").to_pylist() == expected["STORE_NBR"].tolist()
+        assert got.column("VALUE").to_pylist() == expected["VALUE"].tolist()
+
+
 def test_spilled_rows_stream_back_in_order_and_the_file_goes(tmp_path: Path) -> None:
     parts = [
         pa.table(

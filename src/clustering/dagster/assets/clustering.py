@@ -50,11 +50,14 @@ from clustering.dagster.metadata import preview
 from clustering.dagster.resources.io_manager import LOAD_BY_KEY
 from clustering.dagster.resources.logging import LoggerResource
 from clustering.dagster.resources.settings import ClusteringSettings
+from clustering.io.duckdb_store import TableByKey
 from clustering.io.memory import release_unused_memory
 from clustering.io.spill import ArrowSpill
 
 Kind = Literal["internal", "external"]
-FrameSource = Callable[[pd.DataFrame], dict[str, pd.DataFrame]]
+#: Builds the feature sets from the source asset: from its DataFrame, or for a source read one
+#: category at a time, from that category's rows as an Arrow table.
+FrameSource = Callable[[Any], dict[str, pd.DataFrame]]
 
 _CATEGORY = "string: the category (EXTERNAL for the external features)"
 SCHEMAS = {
@@ -171,7 +174,10 @@ class _Frames(Mapping[str, pd.DataFrame]):
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name not in self.names:
             raise KeyError(name)
-        if self._by_category:
+        if isinstance(self._source, TableByKey):
+            # Arrow, not pandas: text columns stay coded, no Python string per row.
+            frame = self._to_frames(self._source.arrow(name))[name]
+        elif self._by_category:
             source = cast(Mapping[str, pd.DataFrame], self._source)
             frame = self._to_frames(source[name])[name]
         else:
