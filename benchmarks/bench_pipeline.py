@@ -479,10 +479,10 @@ class Report:
             "\nSeconds per step in `run full_pipeline_job` (compute / storing outputs in brackets):"
         )
         largest = max(runs, key=lambda item: item[1].seconds)[1]
+        # Every step, the report and run history too (their outputs are files and history
+        # rows, not IO-managed, so they have no "storing" part); checks run inside the steps.
         names = sorted(largest.steps, key=lambda n: -largest.steps[n]["total"])
-        checks = [n for n in names if n not in _asset_steps(largest)]
-        names = [n for n in names if n not in checks]
-        width = max(len(n) for n in [*names, "checks", "start-up + bookkeeping"])
+        width = max(len(n) for n in [*names, "start-up + bookkeeping"])
         print(f"  {'step':<{width}} " + " ".join(f"{s.key:>20}" for s, _ in runs))
         for name in names:
             cells = []
@@ -494,8 +494,6 @@ class Report:
                     else "-"
                 )
             print(f"  {name:<{width}} " + " ".join(f"{c:>20}" for c in cells))
-        sums = [sum(f.steps[n]["total"] for n in checks if n in f.steps) for _, f in runs]
-        print(f"  {'checks':<{width}} " + " ".join(f"{v:20.1f}" for v in sums))
         other = [
             f.breakdown["startup"]
             + f.breakdown["planning"]
@@ -568,11 +566,6 @@ class Report:
                 f"(<= {TARGET_SLOPE}: {_ok(flag)})"
             )
         return out
-
-
-def _asset_steps(figures: Figures) -> set[str]:
-    """Steps that stored an output (assets); the others are checks."""
-    return {name for name, t in figures.steps.items() if t.get("store", 0) > 0 or "load" not in t}
 
 
 def _slowest(figures: Figures, count: int) -> str:

@@ -40,6 +40,32 @@ def test_no_command_prints_help_and_exits_2() -> None:
     assert "usage:" in done.stdout
 
 
+@pytest.mark.parametrize(
+    ("outcome", "status"), [("return 3", 3), ("raise RuntimeError('boom')", 1)]
+)
+def test_the_command_exits_with_its_status_after_every_exit_handler(
+    outcome: str, status: int
+) -> None:
+    # The entry point leaves without Python's module teardown: only once every other exit
+    # handler has run (here one registered by the command), with the command's status.
+    script = (
+        "import atexit\n"
+        "import clustering.__main__ as entry\n"
+        "import clustering.cli.main as cli\n"
+        "def fake_main():\n"
+        "    atexit.register(lambda: print('later handler ran', flush=True))\n"
+        f"    {outcome}\n"
+        "cli.main = fake_main\n"
+        "entry.run()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == status
+    assert done.stdout == "later handler ran\n"
+    assert ("RuntimeError: boom" in done.stderr) is (status == 1)
+
+
 def test_unknown_preset_is_one_sentence(tmp_path: Path) -> None:
     done = _cli("generate-data", "--preset", "huge", "--out", str(tmp_path))
     assert done.returncode == 2
