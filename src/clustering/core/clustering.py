@@ -81,8 +81,10 @@ class ClusterResult:
 
 @functools.cache
 def _thread_controller() -> ThreadpoolController:
-    # Looking up the loaded BLAS and OpenMP libraries takes ~6 ms; once per process is enough
-    # (they are all loaded by the time scikit-learn is imported).
+    # Looking up the loaded BLAS and OpenMP libraries takes ~6 ms: once per process, after
+    # importing what loads them (scikit-learn's OpenMP, SciPy's BLAS; in workers already done).
+    import scipy.spatial  # noqa: F401
+    import sklearn.cluster  # noqa: F401
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
