@@ -4,6 +4,7 @@ history copied inside the warehouse."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -96,9 +97,19 @@ def test_spilled_rows_stream_back_in_order_and_the_file_goes(tmp_path: Path) -> 
             spill.write(part)
         assert spill.path.exists() and spill.path.name.startswith(".")
         streamed = spill.reader().read_all()
+        unread = spill.reader()  # a stream the step never finished reading
         assert spill.rows == 12
+        path = str(spill.path)
     assert streamed.equals(pa.concat_tables(parts).cast(FEATURE_SCHEMA))
     assert list(tmp_path.iterdir()) == []
+    # Closing the spill closed its files too: none of this process's descriptors is on it.
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except FileNotFoundError:  # the descriptor that listed the folder
+            continue
+    assert [t for t in targets if path in t] == [], unread
 
 
 def test_a_spill_left_by_a_killed_process_is_removed_by_the_next(tmp_path: Path) -> None:

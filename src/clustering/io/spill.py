@@ -43,6 +43,7 @@ class ArrowSpill:
         self._writer: pa.ipc.RecordBatchStreamWriter | None = pa.ipc.new_stream(
             self._sink, schema, options=_OPTIONS
         )
+        self._sources: list[pa.OSFile] = []  # files opened by reader(), closed by close()
 
     def write(self, table: pa.Table) -> None:
         """Append ``table`` (cast to the spill's schema)."""
@@ -54,11 +55,16 @@ class ArrowSpill:
     def reader(self) -> pa.RecordBatchReader:
         """Everything written, as a stream of record batches (in the order written)."""
         self._finish()
-        return pa.ipc.open_stream(pa.OSFile(str(self.path), "rb"))
+        source = pa.OSFile(str(self.path), "rb")
+        self._sources.append(source)
+        return pa.ipc.open_stream(source)
 
     def close(self) -> None:
-        """Remove the file."""
+        """Close what :meth:`reader` opened and remove the file."""
         self._finish()
+        for source in self._sources:
+            source.close()
+        self._sources.clear()
         self.path.unlink(missing_ok=True)
 
     def _finish(self) -> None:

@@ -7,7 +7,7 @@ assigned once, the minimum cluster size respected, and silhouette and stability 
 """
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import dagster as dg
 import numpy as np
@@ -162,13 +162,15 @@ class _Frames(Mapping[str, pd.DataFrame]):
     category at a time (the internal shares: never whole in memory) or from a loaded frame.
     Remembers the stores of every set it gave out, for the every_store_assigned check."""
 
-    def __init__(self, source: pd.DataFrame | Mapping[str, pd.DataFrame], to_frames: FrameSource):
-        self._by_category = not isinstance(source, pd.DataFrame)
+    def __init__(self, source: pd.DataFrame | TableByKey, to_frames: FrameSource):
         self._source = source
         self._to_frames = to_frames
-        self._built = {} if self._by_category else to_frames(cast(pd.DataFrame, source))
-        keys = cast(Mapping[str, pd.DataFrame], source) if self._by_category else self._built
-        self.names: list[str] = sorted(keys)
+        self._built: dict[str, pd.DataFrame] = {}
+        if isinstance(source, TableByKey):
+            self.names: list[str] = sorted(source)
+        else:
+            self._built = to_frames(source)
+            self.names = sorted(self._built)
         self.stores: dict[str, np.ndarray] = {}
 
     def __getitem__(self, name: str) -> pd.DataFrame:
@@ -177,9 +179,6 @@ class _Frames(Mapping[str, pd.DataFrame]):
         if isinstance(self._source, TableByKey):
             # Arrow, not pandas: text columns stay coded, no Python string per row.
             frame = self._to_frames(self._source.arrow(name))[name]
-        elif self._by_category:
-            source = cast(Mapping[str, pd.DataFrame], self._source)
-            frame = self._to_frames(source[name])[name]
         else:
             frame = self._built[name]
         self.stores[name] = frame.index.to_numpy(dtype=np.int64)
