@@ -7,14 +7,17 @@ from pathlib import Path
 import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from clustering.core.internal_preprocessing import (
     MAX_LISTED_STORES,
+    SHARE_MATRIX_COLUMNS,
     execute_shares,
     match_summary,
     need_state_sales,
     share_matrices,
+    share_matrix,
     share_table,
     stream_shares,
 )
@@ -223,6 +226,31 @@ def test_share_matrices_match_a_pandas_pivot_on_random_data() -> None:
         expected = expected.sort_index().reindex(sorted(expected.columns), axis=1)
         pd.testing.assert_frame_equal(matrices[str(category)], expected, check_names=False)
         assert np.allclose(matrices[str(category)].sum(axis=1), 100.0)
+
+
+@pytest.mark.parametrize("stores_in_order", [True, False])
+def test_one_categorys_stored_rows_give_the_same_matrix(stores_in_order: bool) -> None:
+    rng = np.random.default_rng(3)
+    rows = []
+    for store in rng.choice(900, size=300, replace=False):
+        states = [s for s in ["NS2", "NS10", "NS1", "NS7"] if rng.random() < 0.6] or ["NS7"]
+        shares = rng.random(len(states))
+        shares = shares / shares.sum() * 100
+        rows += [("C", int(store), s, v) for s, v in zip(states, shares, strict=True)]
+    shares = pd.DataFrame(rows, columns=["CATEGORY", "STORE_NBR", "NEED_STATE", "SHARE"])
+    # As stored: sorted by store (need states in any order), or in no order at all.
+    shares = (
+        shares.sort_values("STORE_NBR", kind="stable")
+        if stores_in_order
+        else shares.sample(frac=1.0, random_state=2)
+    )
+    stored = pa.Table.from_pandas(shares[SHARE_MATRIX_COLUMNS], preserve_index=False)
+
+    matrix = share_matrix(stored)
+
+    pd.testing.assert_frame_equal(matrix, share_matrices(shares)["C"])
+    assert list(matrix.columns) == ["NS1", "NS10", "NS2", "NS7"]
+    assert matrix.index.is_monotonic_increasing
 
 
 def test_share_matrices_of_nothing_is_empty() -> None:

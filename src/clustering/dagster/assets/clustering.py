@@ -7,11 +7,13 @@ assigned once, the minimum cluster size respected, and silhouette and stability 
 """
 
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from clustering.core.engine import (
     ClusteredSet,
@@ -19,7 +21,7 @@ from clustering.core.engine import (
     describe_result,
     map_categories,
 )
-from clustering.core.internal_preprocessing import share_matrices
+from clustering.core.internal_preprocessing import SHARE_MATRIX_COLUMNS, share_matrix
 from clustering.core.placement import MODEL_TABLE_COLUMNS, cluster_model_table
 from clustering.core.plots import cluster_sizes_svg, k_curve_svg, markdown_image
 from clustering.core.tables import (
@@ -55,9 +57,18 @@ from clustering.io.memory import release_unused_memory
 from clustering.io.spill import ArrowSpill
 
 Kind = Literal["internal", "external"]
-#: Builds the feature sets from the source asset: from its DataFrame, or for a source read one
-#: category at a time, from that category's rows as an Arrow table.
-FrameSource = Callable[[Any], dict[str, pd.DataFrame]]
+#: Builds the feature sets from the source asset's DataFrame.
+FrameSource = Callable[[pd.DataFrame], dict[str, pd.DataFrame]]
+
+
+@dataclass(frozen=True)
+class ByCategory:
+    """A source read one category at a time: the columns to read and how one category's rows
+    (Arrow: text stays coded, no Python string per row) become its feature set."""
+
+    columns: list[str]
+    to_frame: Callable[[pa.Table], pd.DataFrame]
+
 
 _CATEGORY = "string: the category (EXTERNAL for the external features)"
 SCHEMAS = {
@@ -162,23 +173,30 @@ class _Frames(Mapping[str, pd.DataFrame]):
     category at a time (the internal shares: never whole in memory) or from a loaded frame.
     Remembers the stores of every set it gave out, for the every_store_assigned check."""
 
-    def __init__(self, source: pd.DataFrame | TableByKey, to_frames: FrameSource):
+    def __init__(
+        self,
+        source: pd.DataFrame | TableByKey,
+        to_frames: FrameSource | None,
+        by_category: ByCategory | None,
+    ):
         self._source = source
-        self._to_frames = to_frames
+        self._by_category = by_category
         self._built: dict[str, pd.DataFrame] = {}
         if isinstance(source, TableByKey):
             self.names: list[str] = sorted(source)
-        else:
+        elif to_frames is not None:
             self._built = to_frames(source)
             self.names = sorted(self._built)
+        else:
+            raise TypeError("a source read by category needs a TableByKey")
         self.stores: dict[str, np.ndarray] = {}
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name not in self.names:
             raise KeyError(name)
-        if isinstance(self._source, TableByKey):
-            # Arrow, not pandas: text columns stay coded, no Python string per row.
-            frame = self._to_frames(self._source.arrow(name))[name]
+        if isinstance(self._source, TableByKey) and self._by_category is not None:
+            rows = self._source.arrow(name, columns=self._by_category.columns)
+            frame = self._by_category.to_frame(rows)
         else:
             frame = self._built[name]
         self.stores[name] = frame.index.to_numpy(dtype=np.int64)
@@ -192,9 +210,12 @@ class _Frames(Mapping[str, pd.DataFrame]):
 
 
 def build_clustering_assets(
-    kind: Kind, source: str, to_frames: FrameSource, *, by_category: bool = False
+    kind: Kind, source: str, frames_from: FrameSource | ByCategory
 ) -> list[dg.AssetsDefinition]:
-    """The clustering step of one track reading the asset ``source``, and its checks."""
+    """The clustering step of one track reading the asset ``source`` (whole, made into feature
+    sets by a :data:`FrameSource`, or one category at a time), and its checks."""
+    by_category = frames_from if isinstance(frames_from, ByCategory) else None
+    to_frames = None if isinstance(frames_from, ByCategory) else frames_from
     group = f"{kind}_clustering"
     key = {part: f"{kind}_{part}" for part in SCHEMAS}
 
@@ -262,7 +283,7 @@ def build_clustering_assets(
             params.internal_clustering if kind == "internal" else params.external_clustering
         )
         # A what-if limited to some categories clusters only those; the external set is whole.
-        frames = _Frames(source_table, to_frames)
+        frames = _Frames(source_table, to_frames, by_category)
         frames.names = config.select(frames.names, kind)
         report = progress_to(context, logger.get_logger())
         spill = ArrowSpill(FEATURE_SCHEMA, settings.config.paths.outputs_dir)
@@ -380,7 +401,7 @@ def _floor_check(models: pd.DataFrame, metric: str, floor: str) -> dg.AssetCheck
 
 
 internal_clustering_assets = build_clustering_assets(
-    "internal", "internal_need_state_sales", share_matrices, by_category=True
+    "internal", "internal_need_state_sales", ByCategory(SHARE_MATRIX_COLUMNS, share_matrix)
 )
 external_clustering_assets = build_clustering_assets(
     "external", "external_store_features", external_frames
