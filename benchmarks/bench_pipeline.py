@@ -3,9 +3,12 @@
 
 Every figure comes from this run, on this machine; nothing is asserted. For each data size the
 script generates the sample data once (``python -m clustering generate-data``; reused with
-``--keep``) and measures child processes: wall time, the peak resident memory of the whole
-process tree (sampled every 50 ms) and of the largest process, and the adjusted Rand index (ARI)
-of the clusters found against the planted store types, so speed never hides a quality loss.
+``--keep``) and measures child processes: wall time, the peak memory of the whole process tree
+(sampled every 0.1 s: the sum of the processes' proportional set sizes, each page counted once
+however many processes share it; the sum of their resident sizes, which counts a forked worker's
+shared pages again in every worker, is printed next to it) and of the largest process, and the
+adjusted Rand index (ARI) of the clusters found against the planted store types, so speed never
+hides a quality loss.
 
 - **baseline**: ``benchmarks/baseline_analyst.py``, the same work written the way an analyst of
   the reference system writes it (pandas, k = 2..10 with full silhouette, CH and DB per
@@ -111,7 +114,7 @@ class Figures:
     size: str
     rows: int
     seconds: float
-    peak_tree_gb: float
+    peak_tree_gb: float  # summed proportional set size (every page once)
     peak_process_gb: float
     load: tuple[float, float]
     ok: bool
@@ -119,6 +122,7 @@ class Figures:
     steps: dict[str, dict[str, float]] = field(default_factory=dict)
     breakdown: dict[str, float] = field(default_factory=dict)
     repeats: list[float] = field(default_factory=list)  # every wall time when run several times
+    peak_tree_rss_gb: float = 0.0  # summed resident size (shared pages once per process)
 
 
 class Bench:
@@ -247,6 +251,7 @@ class Bench:
             rows=self.rows.get(size.key, 0),
             seconds=round(measured.seconds, 2),
             peak_tree_gb=round(measured.peak_tree_bytes / GB, 3),
+            peak_tree_rss_gb=round(measured.peak_tree_rss_bytes / GB, 3),
             peak_process_gb=round(measured.peak_process_bytes / GB, 3),
             load=(measured.load_before, measured.load_after),
             ok=measured.ok,
@@ -254,7 +259,8 @@ class Bench:
         self.results[(what, size.key)] = figures
         status = "" if measured.ok else "  FAILED"
         print(
-            f"  {what:<9} {measured.seconds:8.1f} s  tree {figures.peak_tree_gb:5.2f} GB  "
+            f"  {what:<9} {measured.seconds:8.1f} s  tree {figures.peak_tree_gb:5.2f} GB "
+            f"(RSS sum {figures.peak_tree_rss_gb:.2f})  "
             f"largest process {figures.peak_process_gb:5.2f} GB  "
             f"(load {measured.load_before:.1f} -> {measured.load_after:.1f}){status}",
             flush=True,
@@ -368,11 +374,12 @@ class Report:
         print(_machine())
         print(
             "ARI: internal mean over categories / worst category / external, against the planted "
-            "types (noise stores left out). tree: peak RSS of the whole process tree; largest: "
-            "the largest single process. 'vs base': baseline seconds / pipeline seconds on the "
-            "same data; '~': against the baseline's rate per store x category on the headline "
-            "data (the baseline's full silhouette grows with stores squared, so '~' understates "
-            "the gain above 10,000 stores)."
+            "types (noise stores left out). tree: peak memory of the whole process tree (summed "
+            "proportional set size: a page shared by several processes counted once); largest: "
+            "the largest single process (its resident size). 'vs base': baseline seconds / "
+            "pipeline seconds on the same data; '~': against the baseline's rate per store x "
+            "category on the headline data (the baseline's full silhouette grows with stores "
+            "squared, so '~' understates the gain above 10,000 stores)."
         )
         self.print_headline()
         self.print_overhead()
@@ -550,7 +557,11 @@ class Report:
                 )
             elif size.preset.startswith("xlarge"):
                 flag = None if figures is None else figures.peak_tree_gb * GB <= TARGET_XLARGE_BYTES
-                peak = f"{figures.peak_tree_gb:.2f} GB" if figures else "-"
+                peak = (
+                    f"{figures.peak_tree_gb:.2f} GB (summed RSS {figures.peak_tree_rss_gb:.2f} GB)"
+                    if figures
+                    else "-"
+                )
                 wall = f", {figures.seconds:.1f} s" if figures else ""
                 rows = self.bench.rows.get(size.key, 0) / 1e6
                 out.append(

@@ -17,27 +17,48 @@ import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
-SAMPLE_SECONDS = 0.05
+SAMPLE_SECONDS = 0.1  # reading smaps_rollup costs ~1 ms per GB resident
 
 
 # -- wall time and memory ----------------------------------------------------------------------
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and all its descendants (shared pages counted in each)."""
-    total = 0
+def _process_memory(pid: int) -> tuple[int, int]:
+    """Resident and proportional bytes of one process. The proportional set size (PSS) counts
+    a page shared by n processes as 1/n in each, so PSS summed over a tree counts every page
+    once, as a container's memory limit does; summed RSS counts shared pages once per process
+    (a forked worker's copy-on-write pages again and again)."""
+    resident = proportional = None
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Rss:"):
+                    resident = int(line.split()[1]) * 1024
+                elif line.startswith("Pss:"):
+                    proportional = int(line.split()[1]) * 1024
+    except (FileNotFoundError, PermissionError):
+        with open(f"/proc/{pid}/statm") as handle:  # kernels without smaps_rollup
+            resident = int(handle.read().split()[1]) * PAGE
+    resident = resident or 0
+    return resident, resident if proportional is None else proportional
+
+
+def tree_memory(pid: int) -> tuple[int, int]:
+    """Summed resident and summed proportional bytes of ``pid`` and all its descendants."""
+    resident = proportional = 0
     stack = [pid]
     while stack:
         current = stack.pop()
         try:
-            with open(f"/proc/{current}/statm") as handle:
-                total += int(handle.read().split()[1]) * PAGE
+            rss, pss = _process_memory(current)
+            resident += rss
+            proportional += pss
             for task in os.listdir(f"/proc/{current}/task"):
                 with open(f"/proc/{current}/task/{task}/children") as handle:
                     stack.extend(int(child) for child in handle.read().split())
         except (FileNotFoundError, ProcessLookupError, ValueError):
             continue
-    return total
+    return resident, proportional
 
 
 @dataclass
@@ -46,13 +67,14 @@ class Measured:
 
     command: list[str]
     seconds: float
-    peak_tree_bytes: int  # highest sum of RSS over the process tree, sampled every 50 ms
+    peak_tree_bytes: int  # highest sum of PSS over the process tree (every page once)
     peak_process_bytes: int  # the largest single process (kernel's maxrss, exact)
     output: str
     returncode: int
     started_at: float  # time.time() when the child was started
     load_before: float
     load_after: float
+    peak_tree_rss_bytes: int = 0  # highest sum of RSS over the tree (shared pages repeated)
 
     @property
     def ok(self) -> bool:
@@ -68,9 +90,11 @@ def run_measured(
 ) -> Measured:
     """Run ``command`` to the end, sampling the resident memory of its whole process tree.
 
-    The peak of the tree is the sum of every process's RSS at the busiest 50 ms sample (shared
-    library pages count once per process, so it errs high); the largest process's peak comes
-    from the kernel (``wait4``'s maxrss, which also covers descendants that were waited for).
+    The peak of the tree is the sum of every process's proportional set size at the busiest
+    sample (every :data:`SAMPLE_SECONDS`): each page counted once, however many processes share
+    it. The sum of resident sizes is kept too (it counts the pages a forked worker shares with
+    its parent once per process, so it errs high). The largest process's peak comes from the
+    kernel (``wait4``'s maxrss, which also covers descendants that were waited for).
     """
     load_before = os.getloadavg()[0]
     started_at = time.time()
@@ -85,7 +109,7 @@ def run_measured(
         errors="replace",
     )
     lines: list[str] = []
-    peak = [0]
+    peak = [0, 0]  # PSS, RSS
     stop = threading.Event()
 
     def read() -> None:
@@ -97,7 +121,9 @@ def run_measured(
 
     def sample() -> None:
         while not stop.is_set():
-            peak[0] = max(peak[0], tree_rss(process.pid))
+            resident, proportional = tree_memory(process.pid)
+            peak[0] = max(peak[0], proportional)
+            peak[1] = max(peak[1], resident)
             stop.wait(SAMPLE_SECONDS)
 
     reader = threading.Thread(target=read, daemon=True)
@@ -114,6 +140,7 @@ def run_measured(
         command=list(command),
         seconds=seconds,
         peak_tree_bytes=peak[0],
+        peak_tree_rss_bytes=peak[1],
         peak_process_bytes=usage.ru_maxrss * 1024,
         output="".join(lines),
         returncode=process.returncode,
