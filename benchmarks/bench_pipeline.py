@@ -4,11 +4,11 @@
 Every figure comes from this run, on this machine; nothing is asserted. For each data size the
 script generates the sample data once (``python -m clustering generate-data``; reused with
 ``--keep``) and measures child processes: wall time, the peak memory of the whole process tree
-(sampled every 0.1 s: the sum of the processes' proportional set sizes, each page counted once
-however many processes share it; the sum of their resident sizes, which counts a forked worker's
-shared pages again in every worker, is printed next to it) and of the largest process, and the
-adjusted Rand index (ARI) of the clusters found against the planted store types, so speed never
-hides a quality loss.
+(sampled every 50 ms: the sum of the processes' proportional set sizes, each page counted once
+however many processes share it, see ``measure.TreePss``; the sum of their resident sizes,
+which counts a forked worker's shared pages again in every worker, is printed next to it) and
+of the largest process, and the adjusted Rand index (ARI) of the clusters found against the
+planted store types, so speed never hides a quality loss.
 
 - **baseline**: ``benchmarks/baseline_analyst.py``, the same work written the way an analyst of
   the reference system writes it (pandas, k = 2..10 with full silhouette, CH and DB per

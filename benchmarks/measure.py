@@ -17,48 +17,87 @@ import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
-SAMPLE_SECONDS = 0.1  # reading smaps_rollup costs ~1 ms per GB resident
+SAMPLE_SECONDS = 0.05
 
 
 # -- wall time and memory ----------------------------------------------------------------------
 
 
-def _process_memory(pid: int) -> tuple[int, int]:
-    """Resident and proportional bytes of one process. The proportional set size (PSS) counts
-    a page shared by n processes as 1/n in each, so PSS summed over a tree counts every page
-    once, as a container's memory limit does; summed RSS counts shared pages once per process
-    (a forked worker's copy-on-write pages again and again)."""
-    resident = proportional = None
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as handle:
-            for line in handle:
-                if line.startswith("Rss:"):
-                    resident = int(line.split()[1]) * 1024
-                elif line.startswith("Pss:"):
-                    proportional = int(line.split()[1]) * 1024
-    except (FileNotFoundError, PermissionError):
-        with open(f"/proc/{pid}/statm") as handle:  # kernels without smaps_rollup
-            resident = int(handle.read().split()[1]) * PAGE
-    resident = resident or 0
-    return resident, resident if proportional is None else proportional
-
-
-def tree_memory(pid: int) -> tuple[int, int]:
-    """Summed resident and summed proportional bytes of ``pid`` and all its descendants."""
-    resident = proportional = 0
-    stack = [pid]
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (those alive when asked)."""
+    found, stack = [], [pid]
     while stack:
         current = stack.pop()
+        found.append(current)
         try:
-            rss, pss = _process_memory(current)
-            resident += rss
-            proportional += pss
             for task in os.listdir(f"/proc/{current}/task"):
                 with open(f"/proc/{current}/task/{task}/children") as handle:
                     stack.extend(int(child) for child in handle.read().split())
         except (FileNotFoundError, ProcessLookupError, ValueError):
             continue
-    return resident, proportional
+    return found
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as handle:
+            return int(handle.read().split()[1]) * PAGE
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        return 0
+
+
+def _pss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, PermissionError):
+        # A kernel without smaps_rollup (or a process gone, where this gives 0): its RSS.
+        return _rss(pid)
+    except (ProcessLookupError, ValueError):
+        pass
+    return 0
+
+
+class TreePss:
+    """The peak of a process tree's summed proportional set size, sampled cheaply.
+
+    The proportional set size (PSS) counts a page shared by n processes as 1/n in each, so
+    summed over a tree it counts every page once, as a container's memory limit does; summed
+    RSS counts shared pages once per process (a forked worker's copy-on-write pages again in
+    every worker). Reading PSS walks every page of a process (~50 ms for a headline run's
+    tree: at every 50 ms sample it took a fifth of a core from the run being measured), so a
+    sample estimates each process's PSS from its last reading moved by the change of its RSS
+    (read cheaply; pages gained since count whole, as if private, so the estimate errs high)
+    and reads PSS again (at most every ``refresh_s`` per process) only when the estimate would
+    set a new peak. A process is read exactly the first time it is seen.
+    """
+
+    def __init__(self, refresh_s: float = 2.0) -> None:
+        self.refresh_s = refresh_s
+        self.peak = 0
+        self._known: dict[int, tuple[float, int, int]] = {}  # pid: (read at, rss then, pss)
+
+    def sample(self, pid: int) -> int:
+        """Look at the tree of ``pid`` once and update :attr:`peak`; returns the tree's summed
+        RSS."""
+        now = time.monotonic()
+        current = {p: _rss(p) for p in _tree(pid)}
+        for p, rss in current.items():
+            if p not in self._known:
+                self._known[p] = (now, rss, _pss(p))
+        if self._estimate(current) > self.peak:
+            for p, rss in current.items():
+                if now - self._known[p][0] >= self.refresh_s:
+                    self._known[p] = (now, rss, _pss(p))
+            self.peak = max(self.peak, self._estimate(current))
+        return sum(current.values())
+
+    def _estimate(self, current: Mapping[int, int]) -> int:
+        return sum(
+            max(self._known[p][2] + rss - self._known[p][1], 0) for p, rss in current.items()
+        )
 
 
 @dataclass
@@ -91,10 +130,11 @@ def run_measured(
     """Run ``command`` to the end, sampling the resident memory of its whole process tree.
 
     The peak of the tree is the sum of every process's proportional set size at the busiest
-    sample (every :data:`SAMPLE_SECONDS`): each page counted once, however many processes share
-    it. The sum of resident sizes is kept too (it counts the pages a forked worker shares with
-    its parent once per process, so it errs high). The largest process's peak comes from the
-    kernel (``wait4``'s maxrss, which also covers descendants that were waited for).
+    sample (every :data:`SAMPLE_SECONDS`, see :class:`TreePss`): each page counted once, however
+    many processes share it. The sum of resident sizes is kept too: it counts the pages a
+    forked worker shares with its parent once per process, so it errs high. The largest
+    process's peak comes from the kernel (``wait4``'s maxrss, which also covers descendants
+    that were waited for).
     """
     load_before = os.getloadavg()[0]
     started_at = time.time()
@@ -119,11 +159,12 @@ def run_measured(
             if echo:
                 print("      | " + line.rstrip(), flush=True)
 
+    tree_pss = TreePss()
+
     def sample() -> None:
         while not stop.is_set():
-            resident, proportional = tree_memory(process.pid)
-            peak[0] = max(peak[0], proportional)
-            peak[1] = max(peak[1], resident)
+            peak[1] = max(peak[1], tree_pss.sample(process.pid))
+            peak[0] = tree_pss.peak
             stop.wait(SAMPLE_SECONDS)
 
     reader = threading.Thread(target=read, daemon=True)
