@@ -244,13 +244,38 @@ def test_one_categorys_stored_rows_give_the_same_matrix(stores_in_order: bool) -
         if stores_in_order
         else shares.sample(frac=1.0, random_state=2)
     )
-    stored = pa.Table.from_pandas(shares[SHARE_MATRIX_COLUMNS], preserve_index=False)
+    stored = pa.Table.from_pandas(shares[list(SHARE_MATRIX_COLUMNS)], preserve_index=False)
 
     matrix = share_matrix(stored)
 
     pd.testing.assert_frame_equal(matrix, share_matrices(shares)["C"])
     assert list(matrix.columns) == ["NS1", "NS10", "NS2", "NS7"]
     assert matrix.index.is_monotonic_increasing
+
+
+def test_a_stored_category_in_chunks_with_coded_need_states_gives_the_same_matrix() -> None:
+    shares = pd.DataFrame(
+        {
+            "STORE_NBR": [1, 1, 2, 3, 3],
+            "NEED_STATE": ["B", "A", "B", "A", "C"],
+            "SHARE": [40.0, 60.0, 100.0, 30.0, 70.0],
+        }
+    )
+    # Two chunks, need states as Arrow dictionaries naming one that no row uses.
+    coded = pa.DictionaryArray.from_arrays(
+        pa.array([1, 0, 1, 0, 3], pa.int32()), pa.array(["A", "B", "UNUSED", "C"])
+    )
+    whole = pa.table(
+        {"STORE_NBR": shares["STORE_NBR"], "NEED_STATE": coded, "SHARE": shares["SHARE"]}
+    )
+    chunked = pa.Table.from_batches(whole.to_batches(max_chunksize=2))
+    assert chunked.column("NEED_STATE").num_chunks > 1
+
+    matrix = share_matrix(chunked)
+
+    expected = share_matrices(shares.assign(CATEGORY="C"))["C"]
+    pd.testing.assert_frame_equal(matrix, expected)
+    assert list(matrix.columns) == ["A", "B", "C"]
 
 
 def test_share_matrices_of_nothing_is_empty() -> None:

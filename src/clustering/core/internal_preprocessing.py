@@ -3,8 +3,9 @@
 The heavy part (aggregating tens of millions of sales rows) is written once as Ibis expressions
 and runs where the data lives: DuckDB by default, Spark or a SQL warehouse unchanged. Only
 portable operations are used (group-by aggregates, joins, windows, casts, conditionals). The
-result, one row per category × store × need state, is small; :func:`share_matrices` turns it
-into one wide pandas matrix per category.
+result, one row per category × store × need state, is small; :func:`share_matrix` turns one
+category's rows of it, as stored, into a wide pandas matrix (:func:`share_matrices` every
+category of an executed table).
 
 Inputs are the validated tables of :mod:`clustering.core.contracts` (internal sales with
 SKU_NBR, STORE_NBR, CAT_DSC, TOTAL_SALES; the map with PRODUCT_ID, NEED_STATE, ...).
@@ -321,7 +322,7 @@ def stream_shares(shares: ibis.Table) -> pa.RecordBatchReader:
     At 50,000 stores × 100 categories the long table has ~40 M rows: executed into pandas
     it took 14 GB. Sorted by CATEGORY, each category's rows are contiguous in the stored
     table, so reading one category back skips the others. A store's need states follow in no
-    particular order (:func:`share_matrices` sorts them): sorting by the text of the need
+    particular order (:func:`share_matrix` sorts them): sorting by the text of the need
     state too cost 1.6 s more at 21.6 M sales rows.
     """
     ordered = shares.order_by("CATEGORY", "STORE_NBR")
@@ -378,7 +379,7 @@ def share_matrices(shares: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return matrices
 
 
-SHARE_MATRIX_COLUMNS = ["STORE_NBR", "NEED_STATE", "SHARE"]
+SHARE_MATRIX_COLUMNS = ("STORE_NBR", "NEED_STATE", "SHARE")
 """The columns of the stored share table that :func:`share_matrix` reads."""
 
 
@@ -401,6 +402,10 @@ def share_matrix(rows: pa.Table) -> pd.DataFrame:
         np.not_equal(stores[1:], stores[:-1], out=starts[1:])
         store_ids, store_index = stores[starts], np.cumsum(starts) - 1
     states = rows.column("NEED_STATE")
+    if pa.types.is_dictionary(states.type):
+        # Already coded, maybe with names no row uses (which must not become columns) and a
+        # dictionary per chunk: decoded first.
+        states = states.cast(states.type.value_type)
     if states.null_count:
         raise ValueError("share table column NEED_STATE has missing values")
     encoded = pc.dictionary_encode(states.combine_chunks())

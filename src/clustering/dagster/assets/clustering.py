@@ -8,7 +8,7 @@ assigned once, the minimum cluster size respected, and silhouette and stability 
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import dagster as dg
 import numpy as np
@@ -52,7 +52,7 @@ from clustering.dagster.metadata import preview
 from clustering.dagster.resources.io_manager import LOAD_BY_KEY
 from clustering.dagster.resources.logging import LoggerResource
 from clustering.dagster.resources.settings import ClusteringSettings
-from clustering.io.duckdb_store import TableByKey
+from clustering.io.duckdb_store import TableByKey, qualified_name
 from clustering.io.memory import release_unused_memory
 from clustering.io.spill import ArrowSpill
 
@@ -66,7 +66,7 @@ class ByCategory:
     """A source read one category at a time: the columns to read and how one category's rows
     (Arrow: text stays coded, no Python string per row) become its feature set."""
 
-    columns: list[str]
+    columns: tuple[str, ...]
     to_frame: Callable[[pa.Table], pd.DataFrame]
 
 
@@ -173,29 +173,34 @@ class _Frames(Mapping[str, pd.DataFrame]):
     category at a time (the internal shares: never whole in memory) or from a loaded frame.
     Remembers the stores of every set it gave out, for the every_store_assigned check."""
 
-    def __init__(
-        self,
-        source: pd.DataFrame | TableByKey,
-        to_frames: FrameSource | None,
-        by_category: ByCategory | None,
-    ):
+    def __init__(self, source: pd.DataFrame | TableByKey, frames_from: FrameSource | ByCategory):
         self._source = source
-        self._by_category = by_category
+        self._by_category = frames_from if isinstance(frames_from, ByCategory) else None
         self._built: dict[str, pd.DataFrame] = {}
+        if isinstance(source, TableByKey) != (self._by_category is not None):
+            raise TypeError(
+                "a clustering source read by category needs a ByCategory, and only it does "
+                f"(got {type(source).__name__} and {type(frames_from).__name__})"
+            )
         if isinstance(source, TableByKey):
             self.names: list[str] = sorted(source)
-        elif to_frames is not None:
-            self._built = to_frames(source)
-            self.names = sorted(self._built)
         else:
-            raise TypeError("a source read by category needs a TableByKey")
+            self._built = cast(FrameSource, frames_from)(source)
+            self.names = sorted(self._built)
         self.stores: dict[str, np.ndarray] = {}
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name not in self.names:
             raise KeyError(name)
         if isinstance(self._source, TableByKey) and self._by_category is not None:
-            rows = self._source.arrow(name, columns=self._by_category.columns)
+            rows = self._source.arrow(name, columns=list(self._by_category.columns))
+            if not rows.num_rows:
+                table = qualified_name(self._source.schema, self._source.table)
+                raise dg.Failure(
+                    description=f"table {table} changed while it was read: category {name} "
+                    "had rows when the step started and has none now; run the job again.",
+                    allow_retries=False,
+                )
             frame = self._by_category.to_frame(rows)
         else:
             frame = self._built[name]
@@ -214,8 +219,7 @@ def build_clustering_assets(
 ) -> list[dg.AssetsDefinition]:
     """The clustering step of one track reading the asset ``source`` (whole, made into feature
     sets by a :data:`FrameSource`, or one category at a time), and its checks."""
-    by_category = frames_from if isinstance(frames_from, ByCategory) else None
-    to_frames = None if isinstance(frames_from, ByCategory) else frames_from
+    by_category = isinstance(frames_from, ByCategory)
     group = f"{kind}_clustering"
     key = {part: f"{kind}_{part}" for part in SCHEMAS}
 
@@ -283,7 +287,7 @@ def build_clustering_assets(
             params.internal_clustering if kind == "internal" else params.external_clustering
         )
         # A what-if limited to some categories clusters only those; the external set is whole.
-        frames = _Frames(source_table, to_frames, by_category)
+        frames = _Frames(source_table, frames_from)
         frames.names = config.select(frames.names, kind)
         report = progress_to(context, logger.get_logger())
         spill = ArrowSpill(FEATURE_SCHEMA, settings.config.paths.outputs_dir)
