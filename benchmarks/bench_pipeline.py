@@ -376,10 +376,11 @@ class Report:
             "ARI: internal mean over categories / worst category / external, against the planted "
             "types (noise stores left out). tree: peak memory of the whole process tree (summed "
             "proportional set size: a page shared by several processes counted once); largest: "
-            "the largest single process (its resident size). 'vs base': baseline seconds / "
-            "pipeline seconds on the same data; '~': against the baseline's rate per store x "
-            "category on the headline data (the baseline's full silhouette grows with stores "
-            "squared, so '~' understates the gain above 10,000 stores)."
+            "the largest single process (its resident size, which can exceed the tree's "
+            "share). 'vs base': baseline seconds / pipeline seconds on the same data; '~': "
+            "against the baseline's rate per store x category on the headline data (the "
+            "baseline's full silhouette grows with stores squared, so '~' understates the gain "
+            "above 10,000 stores)."
         )
         self.print_headline()
         self.print_overhead()

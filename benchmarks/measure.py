@@ -64,17 +64,19 @@ class TreePss:
     """The peak of a process tree's summed proportional set size, sampled cheaply.
 
     The proportional set size (PSS) counts a page shared by n processes as 1/n in each, so
-    summed over a tree it counts every page once, as a container's memory limit does; summed
-    RSS counts shared pages once per process (a forked worker's copy-on-write pages again in
-    every worker). Reading PSS walks every page of a process (~50 ms for a headline run's
-    tree: at every 50 ms sample it took a fifth of a core from the run being measured), so a
-    sample estimates each process's PSS from its last reading moved by the change of its RSS
-    (read cheaply; pages gained since count whole, as if private, so the estimate errs high)
-    and reads PSS again (at most every ``refresh_s`` per process) only when the estimate would
-    set a new peak. A process is read exactly the first time it is seen.
+    summed over a tree it counts every page the tree uses once (pages of libraries shared with
+    processes outside the tree are split with them); summed RSS counts shared pages once per
+    process (a forked worker's copy-on-write pages again in every worker) and is the upper
+    bound. Reading PSS walks every page of a process (~50 ms for a headline run's tree: at
+    every 50 ms sample it took a fifth of a core from the run being measured), so each
+    process's PSS is read when it is first seen, every ``refresh_s`` after, and for every
+    process when one of the tree ends (its shared pages then count in the others); in between
+    a sample moves each reading by the change of the process's RSS since. Between readings the
+    estimate can err either way by what changed in that time: pages gained count whole, and a
+    worker writing to pages it shares with the fork server raises the true figure but not RSS.
     """
 
-    def __init__(self, refresh_s: float = 2.0) -> None:
+    def __init__(self, refresh_s: float = 1.0) -> None:
         self.refresh_s = refresh_s
         self.peak = 0
         self._known: dict[int, tuple[float, int, int]] = {}  # pid: (read at, rss then, pss)
@@ -84,20 +86,18 @@ class TreePss:
         RSS."""
         now = time.monotonic()
         current = {p: _rss(p) for p in _tree(pid)}
+        ended = self._known.keys() - current.keys()
+        for p in ended:  # forgotten, so a reused pid is read afresh
+            del self._known[p]
         for p, rss in current.items():
-            if p not in self._known:
+            known = self._known.get(p)
+            if known is None or ended or now - known[0] >= self.refresh_s:
                 self._known[p] = (now, rss, _pss(p))
-        if self._estimate(current) > self.peak:
-            for p, rss in current.items():
-                if now - self._known[p][0] >= self.refresh_s:
-                    self._known[p] = (now, rss, _pss(p))
-            self.peak = max(self.peak, self._estimate(current))
-        return sum(current.values())
-
-    def _estimate(self, current: Mapping[int, int]) -> int:
-        return sum(
+        estimate = sum(
             max(self._known[p][2] + rss - self._known[p][1], 0) for p, rss in current.items()
         )
+        self.peak = max(self.peak, estimate)
+        return sum(current.values())
 
 
 @dataclass
@@ -106,7 +106,7 @@ class Measured:
 
     command: list[str]
     seconds: float
-    peak_tree_bytes: int  # highest sum of PSS over the process tree (every page once)
+    peak_tree_bytes: int  # highest sum of PSS over the process tree (see TreePss)
     peak_process_bytes: int  # the largest single process (kernel's maxrss, exact)
     output: str
     returncode: int
@@ -130,9 +130,9 @@ def run_measured(
     """Run ``command`` to the end, sampling the resident memory of its whole process tree.
 
     The peak of the tree is the sum of every process's proportional set size at the busiest
-    sample (every :data:`SAMPLE_SECONDS`, see :class:`TreePss`): each page counted once, however
-    many processes share it. The sum of resident sizes is kept too: it counts the pages a
-    forked worker shares with its parent once per process, so it errs high. The largest
+    sample (every :data:`SAMPLE_SECONDS`, read as :class:`TreePss` says): each page counted
+    once, however many processes share it. The sum of resident sizes is kept too: it counts the
+    pages a forked worker shares with its parent once per process, an upper bound. The largest
     process's peak comes from the kernel (``wait4``'s maxrss, which also covers descendants
     that were waited for).
     """
