@@ -22,7 +22,13 @@ from clustering.core.tables import (
     feature_rows,
     model_table,
 )
-from clustering.io.duckdb_store import COMPACT_TEXT, DuckDBStore, TableByKey, arrow_to_pandas
+from clustering.io.duckdb_store import (
+    COMPACT_TEXT,
+    DuckDBStore,
+    TableByKey,
+    TableChangedError,
+    arrow_to_pandas,
+)
 from clustering.io.history import HistoryStore, RunRecord
 from clustering.io.spill import SPILL_NAME, ArrowSpill
 
@@ -57,6 +63,23 @@ def test_a_table_read_by_key_gives_each_category_whole_whatever_the_batch(
     assert len(by_key["CAT 01"]) == 24
     with pytest.raises(KeyError):
         by_key["CAT 99"]
+
+
+@pytest.mark.parametrize("batch_rows", [1, 10_000])
+def test_a_category_gone_while_the_table_is_read_is_one_sentence(
+    tmp_path: Path, batch_rows: int
+) -> None:
+    table = _long(categories=3, stores=4)
+    store = DuckDBStore(tmp_path / "w.duckdb")
+    store.write_table("s", "long", table)
+    by_key = TableByKey(store, "s", "long", "CATEGORY", batch_rows=batch_rows)
+    assert list(by_key) == ["CAT 00", "CAT 01", "CAT 02"]  # counted
+    # Another run rewrites the table without CAT 01 before it is read.
+    store.write_table("s", "long", table[table["CATEGORY"] != "CAT 01"])
+    if batch_rows == 1:  # read one category at a time: the others are still whole
+        assert len(by_key.arrow("CAT 00", ["VALUE"])) == 8
+    with pytest.raises(TableChangedError, match=r"changed while it was read: CATEGORY 'CAT 01'"):
+        by_key.arrow("CAT 01", ["VALUE"])
 
 
 @pytest.mark.parametrize("order", ["alternating", "runs"])

@@ -409,17 +409,14 @@ def share_matrix(rows: pa.Table) -> pd.DataFrame:
     if states.null_count:
         raise ValueError("share table column NEED_STATE has missing values")
     encoded = pc.dictionary_encode(states.combine_chunks())
-    names = np.array(encoded.dictionary.to_pylist(), dtype=object)
-    by_name = np.argsort(names, kind="stable")
-    rank = np.empty(len(names), dtype=np.intp)
-    rank[by_name] = np.arange(len(names))
+    rank, names = _rank_by_name(np.array(encoded.dictionary.to_pylist(), dtype=object))
     matrix = np.zeros((len(store_ids), len(names)), dtype=np.float64)
     codes = rank[encoded.indices.to_numpy(zero_copy_only=False)]
     matrix[store_index, codes] = rows.column("SHARE").to_numpy(zero_copy_only=False)
     return pd.DataFrame(
         matrix,
         index=pd.Index(store_ids, dtype=np.int64, name="STORE_NBR"),
-        columns=pd.Index(names[by_name].tolist(), dtype=object, name="NEED_STATE"),
+        columns=pd.Index(names.tolist(), dtype=object, name="NEED_STATE"),
     )
 
 
@@ -437,7 +434,16 @@ def _sorted_codes(column: pd.Series) -> tuple[npt.NDArray[np.intp], npt.NDArray[
         names = np.array([str(u) for u in uniques], dtype=object)
     if (codes < 0).any():
         raise ValueError(f"share table column {column.name} has missing values")
+    rank, ordered = _rank_by_name(names)
+    return rank[codes], ordered
+
+
+def _rank_by_name(
+    names: npt.NDArray[np.object_],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.object_]]:
+    """Each name's position in sorted order, and the names sorted: codes into ``names`` map
+    through the first to codes into the second."""
     by_name = np.argsort(names, kind="stable")
     rank = np.empty(len(names), dtype=np.intp)
     rank[by_name] = np.arange(len(names))
-    return rank[codes], names[by_name]
+    return rank, names[by_name]

@@ -162,6 +162,10 @@ class TableNotFoundError(ClusteringError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class TableChangedError(ClusteringError):
+    """A table read key by key changed while it was read (a key counted had no rows)."""
+
+
 class UnsupportedFrameError(ClusteringError, ValueError):
     """The frame cannot be stored as a table (e.g. a column mixing numbers and text)."""
 
@@ -762,12 +766,16 @@ class TableByKey(Mapping[str, pd.DataFrame]):
         key_values = read.column(self.column if columns is not None else _position(read, self))
         if columns is not None:
             read = read.select(list(columns))
-        if len(batch) == 1:
-            self._batch = {first: read}
-        else:
-            split = _split_by_key(read, key_values)
-            # A key whose rows went between counting and reading gets none, not a KeyError.
-            self._batch = {key: split.get(key, read.slice(0, 0)) for key in batch}
+        self._batch = {first: read} if len(batch) == 1 else _split_by_key(read, key_values)
+        vanished = [key for key in batch if key not in self._batch or not self._batch[key]]
+        if vanished:
+            # Rewritten by another run since it was counted: its keys no longer agree.
+            self._batch = {}
+            raise TableChangedError(
+                f"table {qualified_name(self.schema, self.table)} in {self.store.path} changed "
+                f"while it was read: {self.column} {vanished[0]!r} had rows when counted and "
+                "has none now; run the job again once the other run has finished."
+            )
         self._batch_columns = None if columns is None else tuple(columns)
 
     def __getitem__(self, key: str) -> pd.DataFrame:

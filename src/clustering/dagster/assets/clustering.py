@@ -52,7 +52,7 @@ from clustering.dagster.metadata import preview
 from clustering.dagster.resources.io_manager import LOAD_BY_KEY
 from clustering.dagster.resources.logging import LoggerResource
 from clustering.dagster.resources.settings import ClusteringSettings
-from clustering.io.duckdb_store import TableByKey, qualified_name
+from clustering.io.duckdb_store import TableByKey
 from clustering.io.memory import release_unused_memory
 from clustering.io.spill import ArrowSpill
 
@@ -194,13 +194,6 @@ class _Frames(Mapping[str, pd.DataFrame]):
             raise KeyError(name)
         if isinstance(self._source, TableByKey) and self._by_category is not None:
             rows = self._source.arrow(name, columns=list(self._by_category.columns))
-            if not rows.num_rows:
-                table = qualified_name(self._source.schema, self._source.table)
-                raise dg.Failure(
-                    description=f"table {table} changed while it was read: category {name} "
-                    "had rows when the step started and has none now; run the job again.",
-                    allow_retries=False,
-                )
             frame = self._by_category.to_frame(rows)
         else:
             frame = self._built[name]
