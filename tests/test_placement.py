@@ -162,3 +162,50 @@ def test_final_model_uses_the_balanced_space_of_merging(trained: Trained) -> Non
     assert np.allclose(
         np.asarray(model["centroids"], dtype=float), expected.to_numpy(), equal_nan=True
     )
+
+
+def test_final_model_rules_follow_the_most_common_label_of_each_pair() -> None:
+    """Per (internal, external) pair of the stores that stayed, the label most of them carry (the
+    first by name on a tie; stores without external features form their own pair, listed last);
+    per external cluster, how many of its stores went to each label."""
+    stores = np.arange(1, 11)
+    final = pd.DataFrame(
+        {
+            "STORE_NBR": stores,
+            "CATEGORY": "SNACKS",
+            "INTERNAL_CLUSTER": [1, 1, 1, 1, 1, 2, 2, 2, 2, 2],
+            "EXTERNAL_CLUSTER": pd.array([3, 3, 3, 0, None, 0, 0, 3, 3, None], dtype="Int64"),
+            "DEMAND_CLUSTER": "x",
+            "REBALANCED_CLUSTER": [
+                "I1-E3",
+                "I1-E3",
+                "I1",
+                "I1",
+                "I1",
+                "I2",
+                "I2-E0",
+                "I2",
+                "I2",
+                "I2",
+            ],
+            "REASSIGNED": [False, False, False, False, False, False, False, False, False, True],
+            "DISTANCE": 0.0,
+        }
+    )
+    matrix = pd.DataFrame({"A": np.linspace(0, 1, 10)}, index=pd.Index(stores, name="STORE_NBR"))
+    model = final_model(final, matrix, None, "internal_first")
+    assert model["rules"] == [
+        [1, 0, "I1"],
+        [1, 3, "I1-E3"],
+        [1, None, "I1"],
+        [2, 0, "I2"],  # a tie between I2 and I2-E0: the first by name
+        [2, 3, "I2"],
+    ]  # store 10 moved, so (2, no external) has no rule
+    assert model["external_votes"] == [
+        [0, "I1", 1],
+        [0, "I2", 1],
+        [0, "I2-E0", 1],
+        [3, "I1", 1],
+        [3, "I1-E3", 2],
+        [3, "I2", 2],
+    ]

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 
 from clustering.core.engine import cluster_feature_table
 from clustering.core.params import ClusteringParams, FeatureParams
@@ -98,7 +99,8 @@ def test_missing_duplicated_and_unexpected_stores_are_named() -> None:
     assert problems == {"A": {"missing": [2], "unexpected": [9], "duplicated": [1]}}
 
 
-def test_wide_matrix_of_one_category_equals_the_pivot_of_the_long_table() -> None:
+@pytest.mark.parametrize("order", ["shuffled", "by store"])
+def test_wide_matrix_of_one_category_equals_the_pivot_of_the_long_table(order: str) -> None:
     rng = np.random.default_rng(3)
     long = pd.DataFrame(
         {
@@ -108,7 +110,10 @@ def test_wide_matrix_of_one_category_equals_the_pivot_of_the_long_table() -> Non
             "VALUE": rng.normal(size=180),
         }
     ).iloc[:-1]  # one store lacks a feature: NaN, as the pivot gives
-    long = long.iloc[rng.permutation(len(long))].reset_index(drop=True)
+    if order == "shuffled":
+        long = long.iloc[rng.permutation(len(long))].reset_index(drop=True)
+    else:  # as the pipeline writes it: stores in order (numbered where they change)
+        long = long.sort_values("STORE_NBR", kind="stable").reset_index(drop=True)
     expected = frames_from_table(long)["SNACKS"]
     rows = pa.Table.from_pandas(long[["STORE_NBR", "FEATURE", "VALUE"]], preserve_index=False)
     # Arrow batches as the warehouse hands them: the feature codes must span the chunks.

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
 from clustering.core.errors import InputContractError
+from clustering.core.tables import numbered_stores
 
 MAX_LISTED_STORES = 1000
 """At most this many (category, store) pairs without matched sales are listed in the summary."""
@@ -393,14 +394,7 @@ def share_matrix(rows: pa.Table) -> pd.DataFrame:
     going through pandas at 10,000 stores, where it ran once per category in the step's own
     process.
     """
-    stores = rows.column("STORE_NBR").to_numpy().astype(np.int64, copy=False)
-    if len(stores) > 1 and bool((stores[1:] < stores[:-1]).any()):
-        store_ids, store_index = np.unique(stores, return_inverse=True)
-    else:
-        starts = np.empty(len(stores), dtype=bool)
-        starts[:1] = True
-        np.not_equal(stores[1:], stores[:-1], out=starts[1:])
-        store_ids, store_index = stores[starts], np.cumsum(starts) - 1
+    store_ids, store_index = numbered_stores(rows.column("STORE_NBR"))
     states = rows.column("NEED_STATE")
     if pa.types.is_dictionary(states.type):
         # Already coded, maybe with names no row uses (which must not become columns) and a

@@ -87,11 +87,30 @@ class MergeSummary:
 
 def demand_labels(internal: pd.Series, external: pd.Series) -> pd.Series:
     """``"I<int>-E<ext>"`` per store of ``internal``; ``"I<int>-NOEXT"`` without external."""
-    ext = pd.to_numeric(external.reindex(internal.index), errors="coerce")
-    ext_part = pd.Series(NO_EXTERNAL, index=internal.index, dtype=object)
-    present = ext.notna().to_numpy()
-    ext_part[present] = "E" + ext[present].astype(np.int64).astype(str)
-    return ("I" + internal.astype(np.int64).astype(str) + "-" + ext_part).rename("DEMAND_CLUSTER")
+    ext = pd.to_numeric(external.reindex(internal.index), errors="coerce").to_numpy(dtype=float)
+    present = ~np.isnan(ext)
+    # One text per (internal, external) pair, not per store: formatting 10,000 labels one by
+    # one took a tenth of a category's merge.
+    internal_values, internal_codes = np.unique(
+        internal.to_numpy().astype(np.int64), return_inverse=True
+    )
+    external_values, external_codes = np.unique(
+        np.where(present, ext, 0.0).astype(np.int64), return_inverse=True
+    )
+    width = len(external_values) + 1  # 0: no external cluster
+    pairs, inverse = np.unique(
+        internal_codes.reshape(-1) * width + np.where(present, external_codes.reshape(-1) + 1, 0),
+        return_inverse=True,
+    )
+    texts = np.array(
+        [
+            f"I{internal_values[pair // width]}-"
+            + (f"E{external_values[pair % width - 1]}" if pair % width else NO_EXTERNAL)
+            for pair in pairs.tolist()
+        ],
+        dtype=object,
+    )
+    return pd.Series(texts[inverse.reshape(-1)], index=internal.index, name="DEMAND_CLUSTER")
 
 
 def balanced_space(internal: pd.DataFrame, external: pd.DataFrame) -> pd.DataFrame:
@@ -177,10 +196,20 @@ def _internal_first(
     ``internal`` holds each store's internal cluster, ``external`` its external cluster (NaN
     without external features), ``points`` its row of the balanced space.
     """
-    final = np.empty(len(internal), dtype=object)
+    # Stores carry the number of their label in ``texts`` while the rule runs; the text of
+    # each store is looked up once at the end (comparing 10,000 texts at every join of two
+    # parts took a quarter of a category's merge).
+    texts: list[str] = []
+    final = np.empty(len(internal), dtype=np.int64)
     moved = np.zeros(len(internal), dtype=bool)
+
+    def numbered(text: str) -> int:
+        texts.append(text)
+        return len(texts) - 1
+
     # parts[i] maps a part label to its external clusters; filled per internal cluster.
     parts: dict[int, dict[str, list[int]]] = {}
+    number: dict[str, int] = {}  # the number of each part label
     for cluster in np.unique(internal):
         members = np.flatnonzero(internal == cluster)
         ext = external[members]
@@ -188,17 +217,19 @@ def _internal_first(
         values, counts = np.unique(ext[known].astype(np.int64), return_counts=True)
         kept = [int(e) for e, n in zip(values, counts, strict=True) if n >= params.min_cluster_size]
         if len(kept) < 2:
-            final[members] = f"I{int(cluster)}"
+            final[members] = numbered(f"I{int(cluster)}")
             continue
-        labels = np.array([_part_label(int(cluster), [e]) for e in kept], dtype=object)
-        parts[int(cluster)] = {str(label): [e] for label, e in zip(labels, kept, strict=True)}
+        labels = [_part_label(int(cluster), [e]) for e in kept]
+        parts[int(cluster)] = {label: [e] for label, e in zip(labels, kept, strict=True)}
+        codes = np.array([numbered(label) for label in labels])
+        number.update(zip(labels, codes.tolist(), strict=True))
         in_kept = known & np.isin(ext, kept)
         part_of = np.searchsorted(np.array(kept), ext[in_kept].astype(np.int64))
-        final[members[in_kept]] = labels[part_of]
+        final[members[in_kept]] = codes[part_of]
         movers = members[~in_kept]
         if len(movers):
             centres = _centroids(points[members[in_kept]], part_of, len(kept))
-            final[movers] = labels[_nearest(points[movers], centres)]
+            final[movers] = codes[_nearest(points[movers], centres)]
             moved[movers] = True
 
     total = sum(len(p) for p in parts.values()) + sum(
@@ -211,9 +242,12 @@ def _internal_first(
             if cluster in closest or len(cluster_parts) < 2:
                 continue
             names = sorted(cluster_parts)
-            rows = np.flatnonzero(pd.Series(final).isin(names).to_numpy())
-            codes = pd.Index(names).get_indexer(pd.Index(final[rows]))
-            values = np.nan_to_num(_centroids(points[rows], codes, len(names)))
+            # Each store's position in ``names`` (-1: another part).
+            position = np.full(len(texts), -1)
+            position[[number[name] for name in names]] = np.arange(len(names))
+            of_store = position[final]
+            rows = np.flatnonzero(of_store >= 0)
+            values = np.nan_to_num(_centroids(points[rows], of_store[rows], len(names)))
             gaps = np.sqrt(((values[:, None, :] - values[None, :, :]) ** 2).sum(axis=2))
             np.fill_diagonal(gaps, np.inf)
             i, j = np.unravel_index(int(np.argmin(gaps)), gaps.shape)
@@ -225,11 +259,12 @@ def _internal_first(
         joined = parts[cluster].pop(first) + parts[cluster].pop(second)
         label = _part_label(cluster, joined)
         parts[cluster][label] = joined
-        final[pd.Series(final).isin([first, second]).to_numpy()] = label
+        number[label] = numbered(label)
+        final[np.isin(final, [number[first], number[second]])] = number[label]
         if len(parts[cluster]) == 1:
             # A single remaining part is the whole internal cluster again.
             only = next(iter(parts[cluster]))
-            final[final == only] = f"I{cluster}"
+            final[final == number[only]] = numbered(f"I{cluster}")
             del parts[cluster]
         total -= 1
     note = ""
@@ -238,7 +273,7 @@ def _internal_first(
             f"{total} internal clusters exceed max_final_clusters = "
             f"{params.max_final_clusters}; internal clusters are never mixed"
         )
-    return final, moved, note
+    return np.array(texts, dtype=object)[final], moved, note
 
 
 def _nearest_centroid(

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -160,6 +160,37 @@ def _internal_of(label: str) -> int | None:
     return int(head[1:]) if head.startswith("I") and head[1:].isdigit() else None
 
 
+def _pairs(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (first, second) pairs of two integer columns, sorted by first then second
+    (rows of an m × 2 array), each row's pair (its row in that array) and each pair's count."""
+    firsts, first_codes = np.unique(first, return_inverse=True)
+    seconds, second_codes = np.unique(second, return_inverse=True)
+    codes, inverse, counts = np.unique(
+        first_codes.reshape(-1) * len(seconds) + second_codes.reshape(-1),
+        return_inverse=True,
+        return_counts=True,
+    )
+    values = np.column_stack([firsts[codes // len(seconds)], seconds[codes % len(seconds)]])
+    return values, inverse.reshape(-1), counts
+
+
+def _most_common_label(
+    internal: np.ndarray, external: np.ndarray, labels: np.ndarray
+) -> list[tuple[int, float, int]]:
+    """Per (internal, external) pair, sorted with a missing external cluster (NaN) last: the
+    label code most of its rows carry (the smallest code on a tie)."""
+    missing = np.iinfo(np.int64).max  # sorts after every external cluster, as NaN does
+    keyed = np.where(np.isnan(external), missing, np.nan_to_num(external).astype(np.int64))
+    pairs, pair_of_row, _ = _pairs(internal, keyed)
+    width = int(labels.max()) + 1 if len(labels) else 1
+    counts = np.bincount(pair_of_row * width + labels, minlength=len(pairs) * width)
+    most = counts.reshape(len(pairs), width).argmax(axis=1)
+    return [
+        (i, float("nan") if e == missing else float(e), label)
+        for (i, e), label in zip(pairs.tolist(), most.tolist(), strict=True)
+    ]
+
+
 def final_model(
     final: pd.DataFrame,
     internal_matrix: pd.DataFrame,
@@ -187,28 +218,22 @@ def final_model(
     targets = space[kept.to_numpy()].groupby(labels[kept].to_numpy()).mean()
     targets = targets.reindex(names).fillna(centroids)
 
-    external = rows["EXTERNAL_CLUSTER"]
-    pairs = pd.DataFrame(
-        {
-            "I": rows["INTERNAL_CLUSTER"].astype(int),
-            "E": external.astype(float).where(external.notna()),
-            "LABEL": labels,
-        }
-    )[kept.to_numpy()]
-    rules = []
-    for key, group in pairs.groupby(["I", "E"], dropna=False, sort=True):
-        i, e = cast(tuple[Any, Any], key)
-        rules.append([int(i), None if pd.isna(e) else int(e), str(group["LABEL"].mode().iloc[0])])
+    external = rows["EXTERNAL_CLUSTER"].to_numpy(dtype=float, na_value=np.nan)
+    internal_clusters = rows["INTERNAL_CLUSTER"].to_numpy().astype(np.int64)
+    label_codes = pd.Index(names).get_indexer(labels.to_numpy())
+    rules = [
+        [int(i), None if np.isnan(e) else int(e), names[label]]
+        for i, e, label in _most_common_label(
+            internal_clusters[kept.to_numpy()], external[kept.to_numpy()], label_codes[kept]
+        )
+    ]
 
     # Where the stores of each external cluster went: an external-only placement follows them.
-    votes = (
-        pd.DataFrame({"E": external, "LABEL": labels})
-        .dropna()
-        .groupby(["E", "LABEL"])
-        .size()
-        .reset_index(name="N")
-    )
-    external_votes = [[int(e), str(label), int(n)] for e, label, n in votes.itertuples(index=False)]
+    with_external = ~np.isnan(external)
+    votes, _, counts = _pairs(external[with_external].astype(np.int64), label_codes[with_external])
+    external_votes = [
+        [e, names[label], n] for (e, label), n in zip(votes.tolist(), counts.tolist(), strict=True)
+    ]
 
     def matrix(frame: pd.DataFrame) -> list[list[float | None]]:
         return [[None if pd.isna(v) else float(v) for v in row] for row in frame.to_numpy()]
