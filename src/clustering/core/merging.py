@@ -146,7 +146,7 @@ def _unit_block(values: np.ndarray) -> np.ndarray:
     missing values left out (a column with none present stays missing)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: NaN, as meant
-        centred = values - np.nanmean(values, axis=0)
+        centred: np.ndarray = values - np.nanmean(values, axis=0)
         total = float(np.nansum(np.nanvar(centred, axis=0)))
     return centred / (np.sqrt(total) if total > 0 else 1.0)
 
