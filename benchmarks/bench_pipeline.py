@@ -28,9 +28,11 @@ Sizes: the headline (10,000 stores x 20 categories), the ``large`` and ``xlarge`
 the growth table: 1k / 10k / 50k / 100k stores at 20 categories, and 1 / 20 / 100 categories
 at 50,000 stores (about 1 / 22 / 106 million sales rows).
 
-The headline's ``run`` and ``cluster`` are measured ``--repeat`` times (3) and the run with
-the median wall time is reported (all times are printed): half a minute on this shared machine
-moves by several seconds with its load, the baseline's minutes do not.
+The headline's ``run`` and ``cluster`` are measured ``--repeat`` times (5), taking turns, with
+the baseline measured after the first two pairs, and the run with the median wall time is
+reported (all times are printed): half a minute on this shared machine moves by several
+seconds with its load, and its speed drifts over minutes, so the pipeline's runs are spread
+around the baseline's instead of all following it.
 
     python benchmarks/bench_pipeline.py [--keep DIR] [--skip-xlarge] [--skip-growth] [--quick]
 """
@@ -185,26 +187,33 @@ class Bench:
             found = read_result(Path(out), "baseline_clusters.parquet")
             return self._score("baseline", size, found, data)
 
-    def pipeline(self, size: Size, data: Path, mode: str, repeat: int = 1) -> Figures | None:
-        """``run`` (through Dagster, with run history) or ``cluster`` (in process), ``repeat``
-        times: the figures kept are those of the run with the median wall time (a run of half
-        a minute on a shared machine moves by several seconds with the load; the baseline's
-        minutes do not)."""
-        attempts: list[Figures] = []
-        for _ in range(max(repeat, 1)):
-            found = self._pipeline_once(size, data, mode)
-            attempts.append(copy.deepcopy(self.results[(mode, size.key)]))
-            if found is None:
-                return None
-        if len(attempts) == 1:
-            return attempts[0]
-        ordered = sorted(attempts, key=lambda f: f.seconds)
-        chosen = ordered[len(ordered) // 2]
-        chosen.repeats = [f.seconds for f in attempts]
-        self.results[(mode, size.key)] = chosen
-        shown = ", ".join(f"{f.seconds:.1f}" for f in attempts)
-        print(f"  {mode:<9} median of {len(attempts)}: {chosen.seconds:.1f} s ({shown} s)")
-        return chosen
+    def pipeline(self, size: Size, data: Path, mode: str) -> Figures | None:
+        """``run`` (through Dagster, with run history) or ``cluster`` (in process), once."""
+        return self._pipeline_once(size, data, mode)
+
+    def headline(self, size: Size, data: Path, repeat: int, with_baseline: bool) -> None:
+        """The headline's ``run`` and ``cluster``, ``repeat`` times each, taking turns, with the
+        baseline measured after the first half of them: this machine's speed drifts over
+        minutes, so the pipeline's times are spread around the baseline's instead of all
+        following it. Per mode, the figures of the run with the median wall time are kept."""
+        attempts: dict[str, list[Figures]] = {"run": [], "cluster": []}
+        for turn in range(max(repeat, 1)):
+            if with_baseline and turn == max(repeat, 1) // 2:
+                self.baseline(size, data)
+            for mode, kept in attempts.items():
+                found = self._pipeline_once(size, data, mode)
+                kept.append(copy.deepcopy(self.results[(mode, size.key)]))
+                if found is None:
+                    return
+        for mode, kept in attempts.items():
+            if len(kept) < 2:
+                continue
+            ordered = sorted(kept, key=lambda f: f.seconds)
+            chosen = ordered[len(ordered) // 2]
+            chosen.repeats = [f.seconds for f in kept]
+            self.results[(mode, size.key)] = chosen
+            shown = ", ".join(f"{f.seconds:.1f}" for f in kept)
+            print(f"  {mode:<9} median of {len(kept)}: {chosen.seconds:.1f} s ({shown} s)")
 
     def _pipeline_once(self, size: Size, data: Path, mode: str) -> Figures | None:
         with tempfile.TemporaryDirectory(dir=self.work, prefix=f"{mode}-") as folder:
@@ -662,8 +671,9 @@ def main() -> None:
     parser.add_argument(
         "--repeat",
         type=int,
-        default=3,
-        help="times the headline's run and cluster are measured; the median is reported",
+        default=5,
+        help="times the headline's run and cluster are measured (taking turns, the baseline "
+        "after the first half); the median is reported",
     )
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--skip-xlarge", action="store_true", help="also skips 100 M-row points")
@@ -698,12 +708,12 @@ def main() -> None:
             if data is None:
                 continue
             print(f"  {bench.rows[size.key]:,} sales rows", flush=True)
-            if size.key in baseline_on:
-                bench.baseline(size, data)
-            repeat = args.repeat if size == headline else 1
-            bench.pipeline(size, data, "run", repeat)
             if size == headline:
-                bench.pipeline(size, data, "cluster", repeat)
+                bench.headline(size, data, args.repeat, size.key in baseline_on)
+            else:
+                if size.key in baseline_on:
+                    bench.baseline(size, data)
+                bench.pipeline(size, data, "run")
             bench.drop_data(size)
     finally:
         if not args.keep:
