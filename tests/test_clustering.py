@@ -11,6 +11,8 @@ from clustering.core.clustering import (
     choose_k,
     neighbour_reach,
     selection_scores,
+    silhouette_precomputed,
+    silhouettes_precomputed,
     sparse_store_mask,
     squared_distances,
 )
@@ -222,6 +224,25 @@ def test_adjusted_rand_is_scikit_learns_score() -> None:
         assert adjusted_rand(first, second) == pytest.approx(
             adjusted_rand_score(first, second), abs=1e-12
         )
+
+
+def test_silhouettes_of_several_labellings_are_scikit_learns_scores() -> None:
+    """The k sweep scores all its labellings with one product: each score is still scikit-learn's
+    silhouette (stores alone in their cluster score 0; a single cluster has none)."""
+    from sklearn.metrics import silhouette_score
+
+    values, _ = _blobs(300, 4, seed=11)
+    distances = np.sqrt(squared_distances(values.to_numpy()))
+    rng = np.random.default_rng(2)
+    labelings = [rng.integers(0, k, 300) for k in (2, 3, 5, 9)]
+    labelings.append(np.r_[np.zeros(299, dtype=int), 1])  # one store alone
+    labelings.append(np.zeros(300, dtype=int))  # one cluster
+    found = silhouettes_precomputed(distances, labelings)
+    for labels, score in zip(labelings[:-1], found[:-1], strict=True):
+        expected = silhouette_score(distances, labels, metric="precomputed")
+        assert score == pytest.approx(expected, abs=1e-12)
+        assert silhouette_precomputed(distances, labels) == pytest.approx(score, abs=1e-12)
+    assert np.isnan(found[-1])
 
 
 def test_neighbour_reach_is_the_distance_to_the_kth_nearest_other_store() -> None:

@@ -183,26 +183,45 @@ def neighbour_reach(values: np.ndarray, neighbours: int) -> np.ndarray:
 
 def silhouette_precomputed(distances: np.ndarray, labels: np.ndarray) -> float:
     """Mean silhouette of ``labels`` given the rows' pairwise ``distances`` (scikit-learn's
-    definition: 0 for a store alone in its cluster). Per-cluster distance sums come from one
-    matrix product, ~6x faster than ``silhouette_score(metric="precomputed")`` at 2,000 rows."""
-    groups, inverse = np.unique(labels, return_inverse=True)
-    n, k = len(labels), len(groups)
-    if k < 2 or k >= n:
-        return float("nan")
-    members = np.zeros((n, k), dtype=distances.dtype)
+    definition: 0 for a store alone in its cluster); see :func:`silhouettes_precomputed`."""
+    return silhouettes_precomputed(distances, [labels])[0]
+
+
+def silhouettes_precomputed(distances: np.ndarray, labelings: list[np.ndarray]) -> list[float]:
+    """Mean silhouette of each of ``labelings`` given the rows' pairwise ``distances``.
+
+    Per-cluster distance sums come from one matrix product for all labelings together (~6x
+    faster than ``silhouette_score(metric="precomputed")`` at 2,000 rows for one labelling;
+    the k-sweep's nine labellings in one product read the distance matrix once instead of nine
+    times: 44 ms → 14 ms).
+    """
+    n = len(distances)
     rows = np.arange(n)
-    members[rows, inverse] = 1.0
-    sums = np.asarray(distances @ members, dtype=np.float64)
-    counts = np.bincount(inverse, minlength=k).astype(np.float64)
-    own = counts[inverse]
-    within = sums[rows, inverse] / np.maximum(own - 1.0, 1.0)
-    means = sums / counts
-    means[rows, inverse] = np.inf
-    nearest = means.min(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scores = (nearest - within) / np.maximum(within, nearest)
-    scores[own == 1] = 0.0
-    return float(np.nan_to_num(scores).mean())
+    coded = [np.unique(labels, return_inverse=True) for labels in labelings]
+    widths = [len(groups) for groups, _ in coded]
+    members = np.zeros((n, sum(widths)), dtype=distances.dtype)
+    offsets = np.concatenate(([0], np.cumsum(widths)))
+    for (_, inverse), offset in zip(coded, offsets, strict=False):
+        members[rows, offset + inverse.reshape(-1)] = 1.0
+    all_sums = np.asarray(distances @ members, dtype=np.float64)
+    scores = []
+    for (_, inverse), k, offset in zip(coded, widths, offsets, strict=False):
+        if k < 2 or k >= n:
+            scores.append(float("nan"))
+            continue
+        inverse = inverse.reshape(-1)
+        sums = all_sums[:, offset : offset + k]
+        counts = np.bincount(inverse, minlength=k).astype(np.float64)
+        own = counts[inverse]
+        within = sums[rows, inverse] / np.maximum(own - 1.0, 1.0)
+        means = sums / counts
+        means[rows, inverse] = np.inf
+        nearest = means.min(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            each = (nearest - within) / np.maximum(within, nearest)
+        each[own == 1] = 0.0
+        scores.append(float(np.nan_to_num(each).mean()))
+    return scores
 
 
 def fit_clusters(
@@ -297,9 +316,13 @@ class _SilhouetteSample:
             self.distances = np.sqrt(squared, out=squared).astype(np.float32)
 
     def __call__(self, labels: np.ndarray) -> float:
+        return self.many([labels])[0]
+
+    def many(self, labelings: list[np.ndarray]) -> list[float]:
+        """The silhouette of each labelling, from one product with the distance matrix."""
         if self.distances is None:
-            return float("nan")
-        return silhouette_precomputed(self.distances, labels[self.rows])
+            return [float("nan")] * len(labelings)
+        return silhouettes_precomputed(self.distances, [labels[self.rows] for labels in labelings])
 
 
 def _curve_row(
@@ -308,13 +331,14 @@ def _curve_row(
     k: int,
     scale: float,
     params: ClusteringParams,
-    silhouette: _SilhouetteSample | None = None,
+    silhouette: float | None = None,
 ) -> dict[str, object]:
-    """Metrics of one k on the selection stores; sizes scaled to the whole category."""
+    """Metrics of one k on the selection stores; sizes scaled to the whole category.
+    ``silhouette`` is the labelling's, when already measured (else measured here on a sample)."""
     counts = np.bincount(labels, minlength=k)
     smallest = round(float(counts.min()) * scale) if len(labels) else 0
     several = len(np.unique(labels)) >= 2
-    measured = silhouette(labels) if silhouette else sampled_silhouette(values, labels, params)
+    measured = silhouette if silhouette is not None else sampled_silhouette(values, labels, params)
     calinski, davies = _ch_db(values, labels) if several else (np.nan, np.nan)
     return {
         "k": k,
@@ -533,11 +557,14 @@ def choose_k(matrix: pd.DataFrame, params: ClusteringParams) -> ClusterResult:
         selection = values[sample][~sparse]
         scale = n / max(len(selection), 1)
         top = min(params.max_k, n // params.min_cluster_size, n - 1, len(selection) - 1)
-        rows = []
-        silhouette = _SilhouetteSample(selection, params) if top >= params.min_k else None
-        for k in range(params.min_k, top + 1):
-            labels, _ = _kmeans(selection, k, params.selection_n_init, params.seed)
-            rows.append(_curve_row(selection, labels, k, scale, params, silhouette))
+        ks = list(range(params.min_k, top + 1))
+        labelings = [_kmeans(selection, k, params.selection_n_init, params.seed)[0] for k in ks]
+        # Every k's silhouette on one fixed sample, its distance matrix read once for all.
+        silhouettes = _SilhouetteSample(selection, params).many(labelings) if ks else []
+        rows = [
+            _curve_row(selection, labels, k, scale, params, measured)
+            for k, labels, measured in zip(ks, labelings, silhouettes, strict=True)
+        ]
         curve = pd.DataFrame(rows, columns=K_CURVE_COLUMNS)
         curve["score"] = np.nan
         curve["stability"] = np.nan
