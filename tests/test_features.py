@@ -41,6 +41,28 @@ def test_near_constant_and_correlated_features_dropped_with_reason() -> None:
     assert result.report.dropped["A_COPY"].startswith("|r| = 1.00 with A")
 
 
+def test_near_constant_is_the_share_of_the_most_common_value() -> None:
+    """A column is near-constant when one value covers at least near_constant_share of the
+    stores (0.98 by default): 98 of 100 is, 97 of 100 is not, a constant column always is."""
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame(
+        {
+            "AT_98": np.r_[np.full(98, 2.5), 1.0, 3.0],
+            "AT_97": np.r_[np.full(97, 2.5), 1.0, 3.0, 4.0],
+            "CONSTANT": np.full(100, 0.1),
+            "B": rng.normal(size=100),
+            "C": rng.normal(size=100),
+        },
+        index=_stores(100),
+    )
+    result = engineer_features(frame, FeatureParams())
+    assert sorted(c for c, why in result.report.dropped.items() if why == "near-constant") == [
+        "AT_98",
+        "CONSTANT",
+    ]
+    assert "AT_97" in result.report.kept_features
+
+
 def test_outliers_flagged_and_clipped_but_never_removed() -> None:
     rng = np.random.default_rng(2)
     frame = pd.DataFrame(rng.normal(size=(200, 2)), index=_stores(200), columns=["A", "B"])

@@ -59,10 +59,16 @@ class FeatureMatrix:
 
 
 def _near_constant(frame: pd.DataFrame, share: float) -> list[str]:
+    """Columns (no missing values) that are constant or whose most common value covers at
+    least ``share`` of the stores. Counted by sorting each column (pandas' hashing
+    ``value_counts`` took ~3 % of a category's clustering)."""
     dropped = []
     for column in frame.columns:
-        values = frame[column]
-        if values.std(ddof=0) == 0 or values.value_counts(normalize=True).iloc[0] >= share:
+        values = frame[column].to_numpy(dtype=float)
+        if len(values) == 0:
+            continue
+        _, counts = np.unique(values, return_counts=True)
+        if len(counts) == 1 or counts.max() / len(values) >= share:
             dropped.append(str(column))
     return dropped
 
