@@ -43,14 +43,21 @@ def _long(categories: int, stores: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["CATEGORY", "STORE_NBR", "FEATURE", "VALUE"])
 
 
+def _read_by_category(
+    tmp_path: Path, table: pd.DataFrame, batch_rows: int
+) -> tuple[DuckDBStore, TableByKey]:
+    """``table`` stored in a new warehouse, and a reader of it one CATEGORY at a time."""
+    store = DuckDBStore(tmp_path / "w.duckdb")
+    store.write_table("s", "long", table)
+    return store, TableByKey(store, "s", "long", "CATEGORY", batch_rows=batch_rows)
+
+
 @pytest.mark.parametrize("batch_rows", [1, 50, 10_000])
 def test_a_table_read_by_key_gives_each_category_whole_whatever_the_batch(
     tmp_path: Path, batch_rows: int
 ) -> None:
     table = _long(categories=7, stores=12)
-    store = DuckDBStore(tmp_path / "w.duckdb")
-    store.write_table("s", "long", table)
-    by_key = TableByKey(store, "s", "long", "CATEGORY", batch_rows=batch_rows)
+    _, by_key = _read_by_category(tmp_path, table, batch_rows)
     assert list(by_key) == sorted(table["CATEGORY"].unique())
     assert len(by_key) == 7 and "CAT 03" in by_key and "CAT 99" not in by_key
     for name in by_key:
@@ -70,9 +77,7 @@ def test_a_category_gone_while_the_table_is_read_is_one_sentence(
     tmp_path: Path, batch_rows: int
 ) -> None:
     table = _long(categories=3, stores=4)
-    store = DuckDBStore(tmp_path / "w.duckdb")
-    store.write_table("s", "long", table)
-    by_key = TableByKey(store, "s", "long", "CATEGORY", batch_rows=batch_rows)
+    store, by_key = _read_by_category(tmp_path, table, batch_rows)
     assert list(by_key) == ["CAT 00", "CAT 01", "CAT 02"]  # counted
     # Another run rewrites the table without CAT 01 before it is read.
     store.write_table("s", "long", table[table["CATEGORY"] != "CAT 01"])

@@ -11,7 +11,6 @@ from clustering.core.clustering import (
     choose_k,
     neighbour_reach,
     selection_scores,
-    silhouette_precomputed,
     silhouettes_precomputed,
     sparse_store_mask,
     squared_distances,
@@ -241,7 +240,7 @@ def test_silhouettes_of_several_labellings_are_scikit_learns_scores() -> None:
     for labels, score in zip(labelings[:-1], found[:-1], strict=True):
         expected = silhouette_score(distances, labels, metric="precomputed")
         assert score == pytest.approx(expected, abs=1e-12)
-        assert silhouette_precomputed(distances, labels) == pytest.approx(score, abs=1e-12)
+        assert silhouettes_precomputed(distances, [labels]) == pytest.approx([score], abs=1e-12)
     assert np.isnan(found[-1])
 
 

@@ -38,7 +38,13 @@ import pandas as pd
 
 from clustering.core.params import MergingParams
 from clustering.core.placement import final_model_table
-from clustering.core.tables import compact_text, concat_taking
+from clustering.core.tables import (
+    MISSING_LAST,
+    compact_text,
+    concat_taking,
+    integer_pairs,
+    missing_last,
+)
 
 FINAL_COLUMNS = [
     "STORE_NBR",
@@ -89,29 +95,12 @@ class MergeSummary:
 def demand_labels(internal: pd.Series, external: pd.Series) -> pd.Series:
     """``"I<int>-E<ext>"`` per store of ``internal``; ``"I<int>-NOEXT"`` without external."""
     ext = pd.to_numeric(external.reindex(internal.index), errors="coerce").to_numpy(dtype=float)
-    present = ~np.isnan(ext)
-    # One text per (internal, external) pair, not per store: formatting 10,000 labels one by
-    # one took a tenth of a category's merge.
-    internal_values, internal_codes = np.unique(
-        internal.to_numpy().astype(np.int64), return_inverse=True
-    )
-    external_values, external_codes = np.unique(
-        np.where(present, ext, 0.0).astype(np.int64), return_inverse=True
-    )
-    width = len(external_values) + 1  # 0: no external cluster
-    pairs, inverse = np.unique(
-        internal_codes.reshape(-1) * width + np.where(present, external_codes.reshape(-1) + 1, 0),
-        return_inverse=True,
-    )
+    pairs, pair_of_row, _ = integer_pairs(internal.to_numpy().astype(np.int64), missing_last(ext))
     texts = np.array(
-        [
-            f"I{internal_values[pair // width]}-"
-            + (f"E{external_values[pair % width - 1]}" if pair % width else NO_EXTERNAL)
-            for pair in pairs.tolist()
-        ],
+        [f"I{i}-" + (NO_EXTERNAL if e == MISSING_LAST else f"E{e}") for i, e in pairs.tolist()],
         dtype=object,
     )
-    return pd.Series(texts[inverse.reshape(-1)], index=internal.index, name="DEMAND_CLUSTER")
+    return pd.Series(texts[pair_of_row], index=internal.index, name="DEMAND_CLUSTER")
 
 
 def balanced_space(internal: pd.DataFrame, external: pd.DataFrame) -> pd.DataFrame:

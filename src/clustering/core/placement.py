@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from clustering.core.engine import ClusteredSet
+from clustering.core.tables import MISSING_LAST, integer_pairs, missing_last
 from clustering.core.transform import FittedTransform, apply_transform
 
 CLUSTER_MODEL_FORMAT = "clustering.cluster_model/1"
@@ -160,33 +161,17 @@ def _internal_of(label: str) -> int | None:
     return int(head[1:]) if head.startswith("I") and head[1:].isdigit() else None
 
 
-def _pairs(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The distinct (first, second) pairs of two integer columns, sorted by first then second
-    (rows of an m × 2 array), each row's pair (its row in that array) and each pair's count."""
-    firsts, first_codes = np.unique(first, return_inverse=True)
-    seconds, second_codes = np.unique(second, return_inverse=True)
-    codes, inverse, counts = np.unique(
-        first_codes.reshape(-1) * len(seconds) + second_codes.reshape(-1),
-        return_inverse=True,
-        return_counts=True,
-    )
-    values = np.column_stack([firsts[codes // len(seconds)], seconds[codes % len(seconds)]])
-    return values, inverse.reshape(-1), counts
-
-
 def _most_common_label(
     internal: np.ndarray, external: np.ndarray, labels: np.ndarray
 ) -> list[tuple[int, float, int]]:
     """Per (internal, external) pair, sorted with a missing external cluster (NaN) last: the
     label code most of its rows carry (the smallest code on a tie)."""
-    missing = np.iinfo(np.int64).max  # sorts after every external cluster, as NaN does
-    keyed = np.where(np.isnan(external), missing, np.nan_to_num(external).astype(np.int64))
-    pairs, pair_of_row, _ = _pairs(internal, keyed)
+    pairs, pair_of_row, _ = integer_pairs(internal, missing_last(external))
     width = int(labels.max()) + 1 if len(labels) else 1
     counts = np.bincount(pair_of_row * width + labels, minlength=len(pairs) * width)
     most = counts.reshape(len(pairs), width).argmax(axis=1)
     return [
-        (i, float("nan") if e == missing else float(e), label)
+        (i, float("nan") if e == MISSING_LAST else float(e), label)
         for (i, e), label in zip(pairs.tolist(), most.tolist(), strict=True)
     ]
 
@@ -230,7 +215,9 @@ def final_model(
 
     # Where the stores of each external cluster went: an external-only placement follows them.
     with_external = ~np.isnan(external)
-    votes, _, counts = _pairs(external[with_external].astype(np.int64), label_codes[with_external])
+    votes, _, counts = integer_pairs(
+        external[with_external].astype(np.int64), label_codes[with_external]
+    )
     external_votes = [
         [e, names[label], n] for (e, label), n in zip(votes.tolist(), counts.tolist(), strict=True)
     ]

@@ -263,6 +263,35 @@ def numbered_stores(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.
     return stores[starts], np.cumsum(starts) - 1
 
 
+#: Stands for a missing value among integer codes (:func:`missing_last`): sorts after all others.
+MISSING_LAST = int(np.iinfo(np.int64).max)
+
+
+def missing_last(values: np.ndarray) -> np.ndarray:
+    """Integer codes held as floats (NaN: missing, e.g. a store without an external cluster)
+    as int64, a missing one as :data:`MISSING_LAST`."""
+    present = ~np.isnan(values)
+    return np.where(present, np.where(present, values, 0.0).astype(np.int64), MISSING_LAST)
+
+
+def integer_pairs(
+    first: np.ndarray, second: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (first, second) pairs of two integer columns, sorted by first then second
+    (rows of an m × 2 array), each row's pair (its row in that array) and each pair's count.
+    Whatever is computed per pair (a label's text, a vote) is then done once per pair, not
+    once per store."""
+    firsts, first_codes = np.unique(first, return_inverse=True)
+    seconds, second_codes = np.unique(second, return_inverse=True)
+    codes, inverse, counts = np.unique(
+        first_codes.reshape(-1) * len(seconds) + second_codes.reshape(-1),
+        return_inverse=True,
+        return_counts=True,
+    )
+    values = np.column_stack([firsts[codes // len(seconds)], seconds[codes % len(seconds)]])
+    return values, inverse.reshape(-1), counts
+
+
 def wide_matrix(rows: pa.Table) -> pd.DataFrame:
     """One category's long rows (STORE_NBR, FEATURE, VALUE) as the frame
     :func:`frames_from_table` gives: index STORE_NBR sorted, features in order of first
