@@ -101,7 +101,7 @@ def test_streamed_shares_are_the_table_sorted_by_category_and_store(
     SALES.to_parquet(tmp_path / "sales.parquet")
     sales = ibis.duckdb.connect().read_parquet(tmp_path / "sales.parquet")
     need_states = ibis.memtable(NEED_STATES)
-    streamed = stream_shares(share_table(sales, need_states)).read_all().to_pandas()
+    streamed = stream_shares(sales, need_states).read_all().to_pandas()
     keys = ["CATEGORY", "STORE_NBR"]
     assert streamed[keys].values.tolist() == streamed.sort_values(keys)[keys].values.tolist()
     # A store's need states come in any order: the rows are the table's.

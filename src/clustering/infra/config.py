@@ -151,7 +151,7 @@ class InputsConfig(_Config):
     need_states_table: str | None = None
     external_tables: list[str] = Field(default_factory=list)
     # Memory DuckDB may use while aggregating file inputs; beyond it, it spills to disk.
-    duckdb_memory_limit: Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*[KMGT]i?B\s*$")] = "1GB"
+    duckdb_memory_limit: Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*[KMGT]i?B\s*$")] = "512MB"
 
 
 class LoggingConfig(_Config):

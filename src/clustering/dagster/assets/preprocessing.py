@@ -15,7 +15,6 @@ from clustering.core.external_preprocessing import combine_external_sources
 from clustering.core.internal_preprocessing import (
     match_summary,
     no_matching_keys_error,
-    share_table,
     stream_shares,
 )
 from clustering.core.quality import Finding, failures, internal_findings
@@ -168,7 +167,7 @@ def internal_need_state_sales(
         if stop:
             raise InputContractError(f"data quality: {stop[0]}")
         # Streamed into the warehouse batch by batch: never the whole long table in memory.
-        shares = stream_shares(share_table(opened.sales, need_states))
+        shares = stream_shares(opened.sales, need_states)
     report = progress_to(context, logger.get_logger())
     for line in summary.describe().splitlines():
         report(line)
