@@ -52,6 +52,20 @@ def test_pinned_store_is_moved_and_marked() -> None:
     assert applied.audit["MODEL_CLUSTER"].tolist() == ["I1"]
 
 
+def test_the_final_table_given_is_left_as_it_was() -> None:
+    # The result shares the given table's columns (no copy of a large final table), but a pin
+    # must never write into the given one: object and Arrow-backed text alike.
+    arrow_text = {"CATEGORY": "string[pyarrow]", "REBALANCED_CLUSTER": "string[pyarrow]"}
+    for final in (FINAL.copy(), FINAL.astype(arrow_text)):
+        before = final.copy()
+        overrides = _overrides((1, "SNACKS", "I2", "flagship"), (2, "BEER", "I9", "gone"))
+        applied = apply_overrides(final, overrides, {})
+        pd.testing.assert_frame_equal(final, before)
+        assert applied.final.loc[0, "REBALANCED_CLUSTER"] == "I2"
+        assert np.isnan(applied.final.loc[0, "DISTANCE"])
+        assert applied.final.loc[9, "OVERRIDE_REASON"].startswith("REVIEW:")
+
+
 def test_vanished_cluster_is_mapped_to_where_its_stores_went() -> None:
     overrides = _overrides((1, "SNACKS", "I3", "new format"))
     assert pins_to_look_up(overrides) == [("SNACKS", "I3")]

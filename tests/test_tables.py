@@ -18,6 +18,7 @@ from clustering.core.tables import (
     missing_or_extra_stores,
     model_table,
     profile_table,
+    smallest_groups,
     stores_by_category,
     wide_matrix,
 )
@@ -97,6 +98,72 @@ def test_missing_duplicated_and_unexpected_stores_are_named() -> None:
     )
     problems = missing_or_extra_stores({"A": {1, 2}, "B": {5}}, assignments)
     assert problems == {"A": {"missing": [2], "unexpected": [9], "duplicated": [1]}}
+
+
+def _reference_problems(
+    expected: dict[str, set[int]], assignments: pd.DataFrame
+) -> dict[str, dict[str, list[int]]]:
+    """The coverage problems as a pandas group-by and set differences find them."""
+    known = assignments.dropna(subset=["CATEGORY"])
+    problems = {}
+    for name in sorted(set(expected) | {str(c) for c in known["CATEGORY"]}):
+        stores = known.loc[known["CATEGORY"] == name, "STORE_NBR"]
+        counts = stores.value_counts()
+        wanted = expected.get(name, set())
+        issue = {
+            "missing": sorted(wanted - set(stores))[:10],
+            "unexpected": sorted(set(stores) - wanted)[:10],
+            "duplicated": sorted(int(s) for s in counts[counts > 1].index)[:10],
+        }
+        if any(issue.values()):
+            problems[name] = issue
+    return problems
+
+
+@pytest.mark.parametrize("stores_apart", [1, 2**53])  # 2**53: too far apart for one key
+@pytest.mark.parametrize("text", ["object", "string[pyarrow]"])
+def test_coverage_problems_match_a_plain_group_by(stores_apart: int, text: str) -> None:
+    rng = np.random.default_rng(11)
+    categories = np.array(["B", "A", "C", "D"], dtype=object)
+    rows = pd.DataFrame(
+        {
+            "CATEGORY": rng.choice(categories, size=3_000),
+            "STORE_NBR": rng.integers(0, 400, size=3_000) * stores_apart - 7,
+        }
+    )
+    rows.loc[rng.choice(3_000, 20, replace=False), "CATEGORY"] = None  # left out
+    rows["CATEGORY"] = rows["CATEGORY"].astype(text)
+    expected = {
+        str(c): {int(s) * stores_apart - 7 for s in rng.choice(400, 350, replace=False)}
+        for c in ["A", "B", "C", "E"]  # E has no row; D is not expected
+    }
+    found = missing_or_extra_stores(expected, rows)
+    assert found == _reference_problems(expected, rows)
+    assert set(found) == {"A", "B", "C", "D", "E"} and found["A"]["duplicated"]
+    by_category = stores_by_category(rows)
+    assert list(by_category) == ["A", "B", "C", "D"]
+    for name, stores in by_category.items():
+        mine = rows.loc[rows["CATEGORY"] == name, "STORE_NBR"].to_numpy()
+        np.testing.assert_array_equal(stores, np.unique(mine))
+    exact = rows.dropna().drop_duplicates(["CATEGORY", "STORE_NBR"])
+    assert missing_or_extra_stores(stores_by_category(exact), exact) == {}
+
+
+def test_smallest_groups_are_the_smallest_cluster_of_each_category() -> None:
+    rng = np.random.default_rng(12)
+    final = pd.DataFrame(
+        {
+            "CATEGORY": rng.choice(["SNACKS", "BEER", "WINE"], size=2_000),
+            "REBALANCED_CLUSTER": rng.choice(["I1", "I2-E1", "I2-E3", "I3"], size=2_000),
+        }
+    ).astype("string[pyarrow]")
+    final.loc[final.index[:40], "REBALANCED_CLUSTER"] = None  # left out, as group-by does
+    expected = final.groupby(["CATEGORY", "REBALANCED_CLUSTER"]).size().groupby("CATEGORY").min()
+    assert smallest_groups(final, "REBALANCED_CLUSTER") == {
+        str(name): int(size) for name, size in expected.items()
+    }
+    one = pd.DataFrame({"CATEGORY": ["A", "A", "A", "B"], "CLUSTER": [1, 1, 2, 1]})
+    assert smallest_groups(one, "CLUSTER") == {"A": 1, "B": 1}
 
 
 @pytest.mark.parametrize("order", ["shuffled", "by store"])

@@ -162,7 +162,16 @@ def apply_overrides(
     with a note when the pin was mapped or needs review). ``DISTANCE`` is left empty for a store
     an override moved: it measured the distance to the model's cluster.
     """
-    result = final.reset_index(drop=True)
+    # A new frame sharing the final table's columns (a deep copy held a second 5-million-row
+    # table at the merge's peak); the two columns a pin may change are copied when one does.
+    index = final.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        result = final.copy(deep=False)
+    else:
+        result = final.reset_index(drop=True)
+    if not overrides.empty:
+        for column in ("REBALANCED_CLUSTER", "DISTANCE"):
+            result[column] = result[column].copy()
     result["OVERRIDDEN"] = False
     # Text like the cluster labels (Arrow-backed in a large final table), "" when not pinned.
     text_type = result["REBALANCED_CLUSTER"].dtype

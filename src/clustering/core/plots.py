@@ -137,7 +137,7 @@ def k_curve_svg(models: pd.DataFrame, metric: str = "silhouette") -> str:
 def cluster_sizes_svg(assignments: pd.DataFrame, cluster_column: str = "CLUSTER") -> str:
     """Stacked bars: stores per cluster in each category (first categories by name)."""
     shown = sorted(str(c) for c in assignments["CATEGORY"].unique())[:MAX_CATEGORIES_SHOWN]
-    rows = assignments[assignments["CATEGORY"].isin(shown)]
+    rows = assignments.loc[assignments["CATEGORY"].isin(shown), ["CATEGORY", cluster_column]]
     counts = rows.groupby(["CATEGORY", cluster_column]).size().rename("STORES").reset_index()
     counts["CATEGORY"] = counts["CATEGORY"].astype(str)
     counts[cluster_column] = counts[cluster_column].astype(str)

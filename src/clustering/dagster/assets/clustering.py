@@ -34,6 +34,7 @@ from clustering.core.tables import (
     external_frames,
     model_table,
     profile_table,
+    smallest_groups,
 )
 from clustering.dagster.assets.common import (
     OWNERS,
@@ -366,8 +367,8 @@ def _size_check(assignments: pd.DataFrame, models: pd.DataFrame) -> dg.AssetChec
     chosen = chosen_models(models)
     k = chosen["k"].to_dict()
     min_size = chosen["MIN_CLUSTER_SIZE"].to_dict()
-    sizes = assignments.groupby(["CATEGORY", "CLUSTER"]).size().groupby("CATEGORY").min()
-    below = {str(n): int(s) for n, s in sizes.items() if s < min_size[n]}
+    sizes = smallest_groups(assignments, "CLUSTER")
+    below = {n: s for n, s in sizes.items() if s < min_size[n]}
     return size_check(
         {n: s for n, s in below.items() if k[n] > 1},
         {n: s for n, s in below.items() if k[n] == 1},

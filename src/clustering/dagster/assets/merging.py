@@ -24,6 +24,7 @@ from clustering.core.tables import (
     EXTERNAL_SET,
     frames_from_table,
     labels_from_table,
+    smallest_groups,
     wide_matrix,
 )
 from clustering.dagster.assets.common import (
@@ -218,6 +219,8 @@ def merge_clusters(
         if models
         else pd.DataFrame(columns=MODEL_TABLE_COLUMNS)
     )
+    # What the categories' rows and the workers' results held before they were joined.
+    release_unused_memory()
     with user_errors():
         applied = honour_overrides(context, settings, final)
     final = applied.final
@@ -337,12 +340,11 @@ def _final_size_check(
     min_size = dict(zip(summary["CATEGORY"], summary["MIN_CLUSTER_SIZE"], strict=True))
     tiny = summary[summary["OUTCOME"] == OUTCOME_TOO_SMALL]
     too_small = {str(c): int(n) for c, n in zip(tiny["CATEGORY"], tiny["STORES"], strict=True)}
-    sizes = final_store_clusters.groupby(["CATEGORY", "REBALANCED_CLUSTER"]).size()
-    smallest = sizes.groupby("CATEGORY").min()
+    smallest = smallest_groups(final_store_clusters, "REBALANCED_CLUSTER")
     below = {
-        str(name): int(size)
+        name: size
         for name, size in smallest.items()
-        if size < min_size[name] and str(name) not in too_small
+        if size < min_size[name] and name not in too_small
     }
     return size_check(below, too_small)
 
