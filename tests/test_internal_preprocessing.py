@@ -19,6 +19,7 @@ from clustering.core.internal_preprocessing import (
     share_matrices,
     share_matrix,
     share_table,
+    shares_frame,
     stream_shares,
 )
 
@@ -186,9 +187,14 @@ def test_executed_shares_as_categoricals_give_the_same_matrices(
     assert isinstance(compact["NEED_STATE"].dtype, pd.CategoricalDtype)
     plain = share_matrices(expr.execute())
     from_compact = share_matrices(compact)
-    assert plain.keys() == from_compact.keys()
+    # Read through the stream (what `assign --sales` does): categoricals, the same matrices.
+    streamed = shares_frame(*tables)
+    assert isinstance(streamed["CATEGORY"].dtype, pd.CategoricalDtype)
+    from_stream = share_matrices(streamed)
+    assert plain.keys() == from_compact.keys() == from_stream.keys()
     for category, matrix in plain.items():
         pd.testing.assert_frame_equal(from_compact[category], matrix)
+        pd.testing.assert_frame_equal(from_stream[category], matrix)
 
 
 def test_share_matrices_sort_need_states_by_name_whatever_the_category_order() -> None:

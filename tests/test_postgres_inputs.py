@@ -16,6 +16,7 @@ from clustering.core.internal_preprocessing import (
     match_summary,
     share_matrices,
     share_table,
+    stream_shares,
 )
 from clustering.infra.config import AppConfig, load_config
 from clustering.io.inputs import FILES_BACKEND, open_inputs
@@ -72,6 +73,15 @@ def test_postgres_aggregation_equals_duckdb(
     assert len(from_duckdb) == 4
     for category, expected in from_duckdb.items():
         pd.testing.assert_frame_equal(from_postgres[category], expected, rtol=1e-9)
+    # The stream the pipeline writes (codes aggregated by PostgreSQL, named here): the same
+    # shares, sorted by category and store.
+    streamed = stream_shares(on_postgres.sales, on_postgres.need_states).read_all().to_pandas()
+    keys = ["CATEGORY", "STORE_NBR"]
+    assert streamed[keys].values.tolist() == streamed.sort_values(keys)[keys].values.tolist()
+    from_stream = share_matrices(streamed)
+    assert sorted(from_stream) == sorted(from_duckdb)
+    for category, expected in from_duckdb.items():
+        pd.testing.assert_frame_equal(from_stream[category], expected, rtol=1e-9)
 
     pg_summary = match_summary(on_postgres.sales, on_postgres.need_states).model_dump()
     duck_summary = match_summary(on_files.sales, on_files.need_states).model_dump()

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clustering.core.internal_preprocessing import match_summary, share_table
+from clustering.core.internal_preprocessing import match_summary, share_table, stream_shares
 
 pytestmark = [
     pytest.mark.spark,
@@ -97,6 +97,18 @@ def test_share_table_is_the_same_on_duckdb_and_spark(spark: Any) -> None:
     assert set(duck_result.NEED_STATE) >= {"LAGER", "CRAFT"}
     pd.testing.assert_frame_equal(
         spark_result, duck_result, check_dtype=False, check_exact=False, rtol=1e-9
+    )
+    # The stream the pipeline writes (codes aggregated by Spark, named here): the same rows,
+    # sorted by category and store.
+    streamed = stream_shares(con.table("sales"), con.table("need_states")).read_all().to_pandas()
+    keys = ["CATEGORY", "STORE_NBR"]
+    assert streamed[keys].values.tolist() == streamed.sort_values(keys)[keys].values.tolist()
+    pd.testing.assert_frame_equal(
+        streamed.sort_values([*keys, "NEED_STATE"]).reset_index(drop=True),
+        duck_result,
+        check_dtype=False,
+        check_exact=False,
+        rtol=1e-9,
     )
 
 

@@ -338,7 +338,8 @@ def _sorted_unique(values: np.ndarray) -> np.ndarray:
 
 def stores_by_category(table: pd.DataFrame) -> dict[str, np.ndarray]:
     """The stores of each category of a long table (``CATEGORY``, ``STORE_NBR`` columns), each
-    a sorted array without repeats; a table without ``CATEGORY`` is the one external set."""
+    a sorted array without repeats; a table without ``CATEGORY`` is the one external set, and
+    a table without rows has no category."""
     return {name: stores for name, (stores, _) in _stores_per_category(table).items()}
 
 

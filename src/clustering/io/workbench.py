@@ -19,7 +19,7 @@ import pandas as pd
 from clustering.core.comparison import Comparison, compare_final_tables, parameter_changes
 from clustering.core.errors import ConfigError, InputContractError
 from clustering.core.external_preprocessing import combine_external_sources
-from clustering.core.internal_preprocessing import execute_shares, share_matrices, share_table
+from clustering.core.internal_preprocessing import share_matrices, shares_frame
 from clustering.core.params import PipelineParams
 from clustering.core.placement import ClusterModel, RunModels, place_stores
 from clustering.core.report_html import ReportData, render_report
@@ -280,7 +280,7 @@ def read_new_stores(
     if sales_file is not None:
         sales = read_internal_sales(con, str(sales_file))
         mapping = ibis.memtable(_need_state_map(ref))
-        shares = share_matrices(execute_shares(share_table(sales, mapping)))
+        shares = share_matrices(shares_frame(sales, mapping))
         if not shares:
             raise InputContractError(
                 f"internal sales '{sales_file}': no sales of a SKU in the need-state map; "
