@@ -12,7 +12,6 @@ from postgres_server import PostgresServer, load_sample_inputs
 
 from clustering.core.errors import ConfigError
 from clustering.core.internal_preprocessing import (
-    execute_shares,
     match_summary,
     share_matrices,
     share_table,
@@ -67,8 +66,8 @@ def test_postgres_aggregation_equals_duckdb(
     assert on_postgres.backend == postgres.url(inputs_db).replace(postgres.password, "***")
     assert on_files.backend == FILES_BACKEND
 
-    from_postgres = share_matrices(execute_shares(pg_shares))
-    from_duckdb = share_matrices(execute_shares(share_table(on_files.sales, on_files.need_states)))
+    from_postgres = share_matrices(pg_shares.execute())
+    from_duckdb = share_matrices(share_table(on_files.sales, on_files.need_states).execute())
     assert sorted(from_postgres) == sorted(from_duckdb)
     assert len(from_duckdb) == 4
     for category, expected in from_duckdb.items():
